@@ -1,0 +1,189 @@
+//! save / list / load of workspaces.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::body;
+use super::Reply;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::http::Call;
+use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope, Workspace, WorkspaceDraft};
+
+pub const MAX_NAME_CHARS: usize = 256;
+pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+/// A user-given `limit` may not exceed this; without one the list is complete up to the size limit.
+pub const MAX_LIST_LIMIT: usize = 1_000;
+/// Items fetched from each scope's index per round trip while merging the scopes.
+const LIST_FETCH: usize = 200;
+
+/// `scope` from the query (load, list), defaulting to `user`.
+pub fn query_scope(call: &Call) -> Result<Scope, ApiError> {
+    call.query("scope").map(Scope::parse).transpose().map(|s| s.unwrap_or(Scope::User))
+}
+
+pub fn workspace_json(ws: &Workspace) -> Value {
+    json!({
+        "id": ws.id,
+        "name": ws.name,
+        "description": ws.description,
+        "metadata": ws.metadata,
+        "scope": ws.scope,
+        "author": ws.author,
+        "updated_by": ws.updated_by,
+        "created_at": ws.created_at,
+        "updated_at": ws.updated_at,
+    })
+}
+
+/// `POST /workspaces/save`. Unknown fields (such as a loaded workspace's read-only ones) are
+/// ignored, so what `load` returns can be sent straight back.
+pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let input = body::object(&call.body)?;
+    let name = body::required_string(&input, "name", MAX_NAME_CHARS)?;
+    let description = body::opt_string(&input, "description")?;
+    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
+        return Err(ApiError::bad_request(format!("description: longer than {MAX_DESCRIPTION_CHARS} characters")));
+    }
+    let metadata = body::opt_object(&input, "metadata")?.unwrap_or_default();
+    let scope = match body::opt_string(&input, "scope")? {
+        Some(s) => Scope::parse(&s)?,
+        None => query_scope(call)?,
+    };
+    let id = match body::opt_string(&input, "id")? {
+        Some(id) => {
+            validate_id("id", &id)?;
+            id
+        }
+        None => new_id("ws_", 16),
+    };
+    let draft = WorkspaceDraft {
+        id,
+        name,
+        description,
+        metadata,
+        scope,
+        writer: principal.username.clone(),
+        now: now_timestamp(),
+    };
+    let saved = app.store.save_workspace(&principal.owner(scope), draft).await?;
+    Ok(Reply::ok(json!({"workspace_id": saved.id}), "Workspace saved successfully"))
+}
+
+/// `GET /workspaces/{workspace_id}/load`. Another tenant's workspace is indistinguishable from
+/// a missing one: the id is only ever looked up under the caller's own owner key.
+pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let id = call.param("workspace_id")?;
+    validate_id("workspace_id", id)?;
+    let scope = query_scope(call)?;
+    match app.store.get_workspace(&principal.owner(scope), id).await? {
+        Some(ws) => Ok(Reply::ok(workspace_json(&ws), "Workspace loaded successfully")),
+        None => Err(ApiError::not_found(format!("Workspace '{id}' not found"))),
+    }
+}
+
+/// `GET /workspaces/list?scope=user` or `?scopes=user,organization`.
+///
+/// Complete by default; paged only when the caller asks (`limit`) or when the answer would
+/// pass the response size limit, and then `next_token` says where to go on.
+pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let scopes = match (call.query("scopes"), call.query("scope")) {
+        (Some(list), _) => Scope::parse_list(list)?,
+        (None, Some(one)) => vec![Scope::parse(one)?],
+        (None, None) => vec![Scope::User],
+    };
+    let limit = match call.query("limit") {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+                .ok_or_else(|| ApiError::bad_request(format!("limit: must be a whole number from 1 to {MAX_LIST_LIMIT}")))?,
+        ),
+    };
+    let after = call.query("next_token").map(decode_token).transpose()?;
+
+    // Merge the scopes' streams, each already in list order, newest first.
+    let mut sources: Vec<Source> = scopes
+        .iter()
+        .map(|s| Source { owner: principal.owner(*s), buf: Vec::new(), cursor: after.clone(), done: false })
+        .collect();
+    // Room for the envelope around the items.
+    let budget = app.config.max_response_bytes.saturating_sub(1024);
+    let mut used = 0usize;
+    let mut items: Vec<Value> = Vec::new();
+    let mut last_key: Option<String> = None;
+    let mut truncated = false;
+    loop {
+        for s in sources.iter_mut().filter(|s| s.buf.is_empty() && !s.done) {
+            s.refill(app).await?;
+        }
+        let Some(next) = sources
+            .iter_mut()
+            .filter(|s| !s.buf.is_empty())
+            .max_by(|a, b| a.head_key().cmp(&b.head_key()))
+        else {
+            break;
+        };
+        if limit.is_some_and(|l| items.len() >= l) {
+            truncated = true;
+            break;
+        }
+        let ws = next.buf.remove(0);
+        let value = workspace_json(&ws);
+        let size = serde_json::to_vec(&value).map(|v| v.len() + 1).unwrap_or(0);
+        if used + size > budget && !items.is_empty() {
+            truncated = true;
+            break;
+        }
+        used += size;
+        last_key = Some(ws.list_key());
+        items.push(value);
+    }
+    let count = items.len();
+    let mut reply = Reply::ok(Value::Array(items), format!("Found {count} workspaces"));
+    if truncated {
+        if let Some(key) = last_key {
+            reply.message = format!("Found {count} workspaces; more follow: pass next_token to continue");
+            reply.extra.insert("next_token".into(), Value::String(encode_token(&key)));
+        }
+    }
+    Ok(reply)
+}
+
+struct Source {
+    owner: crate::model::Owner,
+    /// Fetched, not yet emitted; in list order.
+    buf: Vec<Workspace>,
+    cursor: Option<String>,
+    done: bool,
+}
+
+impl Source {
+    async fn refill(&mut self, app: &App) -> Result<(), ApiError> {
+        let page = app.store.list_workspaces(&self.owner, self.cursor.as_deref(), LIST_FETCH).await?;
+        self.done = page.len() < LIST_FETCH;
+        self.cursor = page.last().map(Workspace::list_key).or(self.cursor.take());
+        self.buf = page;
+        Ok(())
+    }
+    fn head_key(&self) -> Option<String> {
+        self.buf.first().map(Workspace::list_key)
+    }
+}
+
+fn encode_token(list_key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(list_key)
+}
+
+fn decode_token(token: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::bad_request("next_token: not a token this API issued");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let key = String::from_utf8(bytes).map_err(|_| bad())?;
+    // `<updated_at>#<scope>#<id>`
+    let mut parts = key.splitn(3, '#');
+    match (parts.next(), parts.next().map(Scope::parse), parts.next()) {
+        (Some(ts), Some(Ok(_)), Some(id)) if !ts.is_empty() && validate_id("id", id).is_ok() => Ok(key),
+        _ => Err(bad()),
+    }
+}

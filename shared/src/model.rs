@@ -1,0 +1,182 @@
+//! Domain types: scopes, principals, tenancy keys and workspaces.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    User,
+    Organization,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Organization => "organization",
+        }
+    }
+    pub fn parse(raw: &str) -> Result<Scope, ApiError> {
+        match raw.trim() {
+            "user" => Ok(Scope::User),
+            "organization" => Ok(Scope::Organization),
+            other => Err(ApiError::bad_request(format!(
+                "scope: '{other}' is not a scope; use 'user' or 'organization'"
+            ))),
+        }
+    }
+    /// `scopes=user,organization` (or one `scope`); duplicates collapse, order is kept.
+    pub fn parse_list(raw: &str) -> Result<Vec<Scope>, ApiError> {
+        let mut out = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let scope = Scope::parse(part)?;
+            if !out.contains(&scope) {
+                out.push(scope);
+            }
+        }
+        if out.is_empty() {
+            return Err(ApiError::bad_request("scopes: name at least one of 'user', 'organization'"));
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is calling, from a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub sub: String,
+    pub username: String,
+    pub organization: String,
+    pub role: Option<String>,
+    pub jti: Option<String>,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role.as_deref() == Some("admin")
+    }
+    /// The tenancy key the caller's data of this scope lives under.
+    pub fn owner(&self, scope: Scope) -> Owner {
+        match scope {
+            Scope::User => Owner::user(&self.organization, &self.username),
+            Scope::Organization => Owner::organization(&self.organization),
+        }
+    }
+}
+
+/// Tenancy key. Every stored item's key starts with it, so no query can cross tenants.
+/// `org#<org>#user#<user>` for user scope, `org#<org>` for organization scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub org: String,
+    pub user: Option<String>,
+}
+
+impl Owner {
+    pub fn user(org: &str, user: &str) -> Self {
+        Self { org: org.to_owned(), user: Some(user.to_owned()) }
+    }
+    pub fn organization(org: &str) -> Self {
+        Self { org: org.to_owned(), user: None }
+    }
+    pub fn scope(&self) -> Scope {
+        if self.user.is_some() {
+            Scope::User
+        } else {
+            Scope::Organization
+        }
+    }
+    pub fn key(&self) -> String {
+        match &self.user {
+            Some(user) => format!("org#{}#user#{}", self.org, user),
+            None => format!("org#{}", self.org),
+        }
+    }
+}
+
+/// A stored workspace as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub scope: Scope,
+    /// Username that created it.
+    pub author: String,
+    /// Username of the last writer.
+    pub updated_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Workspace {
+    /// Sort key of list order: newest update first; scope and id break ties so that
+    /// the order is total across the two scopes (a cursor is one of these keys).
+    pub fn list_key(&self) -> String {
+        list_key(&self.updated_at, self.scope, &self.id)
+    }
+}
+
+pub fn list_key(updated_at: &str, scope: Scope, id: &str) -> String {
+    format!("{updated_at}#{}#{id}", scope.as_str())
+}
+
+/// What a save writes; the store keeps `created_at` and `author` of an existing workspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceDraft {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub scope: Scope,
+    pub writer: String,
+    pub now: String,
+}
+
+/// Ids and path segments become parts of storage keys: keep them to a safe alphabet
+/// (`#` is our key separator) and a sane length.
+pub fn validate_id(field: &str, raw: &str) -> Result<(), ApiError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 128
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | '+'))
+        && !raw.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{field}: must be 1-128 characters of letters, digits and _ - . @ + (got '{}')",
+            raw.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+/// Timestamps are UTC with microseconds and a fixed width, so they sort as strings.
+pub fn now_timestamp() -> String {
+    format_timestamp(time::OffsetDateTime::now_utc())
+}
+
+pub fn format_timestamp(t: time::OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]+00:00"
+    );
+    t.to_offset(time::UtcOffset::UTC).format(&fmt).unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// A new random id: `<prefix><hex>`.
+pub fn new_id(prefix: &str, hex_len: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let hex: String = (0..hex_len).map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0')).collect();
+    format!("{prefix}{hex}")
+}
