@@ -12,6 +12,7 @@ pub mod http;
 pub mod model;
 pub mod routes;
 pub mod store;
+pub mod tables;
 pub mod telemetry;
 
 pub use app::App;

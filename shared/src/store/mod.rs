@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::StoreUrl;
 use crate::model::{Owner, Workspace, WorkspaceDraft};
+use crate::tables::{Commit, Row, TableMeta, WsKey};
 
 pub mod dynamodb;
 pub mod sqlite;
@@ -35,6 +36,8 @@ impl From<StoreError> for crate::error::ApiError {
     }
 }
 
+// TEMP(defaults): removed when the DynamoDB adapter's tables half lands.
+#[allow(unused_variables)]
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Creates the workspace `draft.id` under `owner`, or updates it in place when it exists
@@ -47,9 +50,53 @@ pub trait Store: Send + Sync {
     /// Up to `limit` workspaces of `owner` in list order (newest `updated_at` first, then by
     /// [`Workspace::list_key`] descending), starting strictly after the list key `after`.
     async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>>;
+
+    /// Every table of the workspace, by name. Empty for a workspace without tables (or absent).
+    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
+                Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
+    }
+
+    /// Up to `limit` rows of `table` in key order (byte order of the key text), strictly after
+    /// the key `after`. Memory stays bounded however large the table is.
+    async fn read_rows(&self, ws: &WsKey, table: &str, after: Option<&str>, limit: usize)
+        -> StoreResult<Vec<(String, Row)>> {
+        let _ = (ws, table, after, limit);
+        Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
+    }
+
+    /// The stored rows among `keys` (any number; absent keys are simply not in the answer).
+    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
+                Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
+    }
+
+    /// Applies the commit all or nothing (see [`Commit`]). A concurrent commit to the same
+    /// workspace makes one of them fail with `Conflict` rather than lose the other's writes.
+    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
+                Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
+    }
+
+    /// Deletes the workspace with all its tables; `None` when it does not exist. Returns the
+    /// number of rows that went.
+    async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
+                Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
+    }
+
+    /// Test support, a stand-in for a crash: while set, every commit fails (with
+    /// `Unavailable`) after writing this many rows and before anything becomes visible.
+    fn inject_commit_fault(&self, after_rows: Option<usize>) {
+        let _ = after_rows;
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// Where rows too large for a DynamoDB item (400 KB) go; the bundle stores implement it.
+#[async_trait]
+pub trait Blobs: Send + Sync {
+    async fn put_blob(&self, key: &str, bytes: Vec<u8>) -> StoreResult<()>;
+    async fn get_blob(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn delete_blob(&self, key: &str) -> StoreResult<()>;
+}
 
 /// Opens the store a `WORKSPACES_STORE` URL names.
 pub async fn open(url: &StoreUrl) -> StoreResult<DynStore> {

@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use super::{Store, StoreError, StoreResult};
 use crate::model::{Owner, Scope, Workspace, WorkspaceDraft};
+use crate::tables::{Column, Commit, Row as TableRow, TableMeta, WsKey};
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// See `Store::inject_commit_fault`.
+    fault_after_rows: Arc<Mutex<Option<usize>>>,
 }
 
 const SCHEMA: &str = "
@@ -30,6 +33,23 @@ CREATE TABLE IF NOT EXISTS workspaces (
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS workspaces_by_updated ON workspaces (owner, list_key);
+-- `ws` is `WsKey::key()`: owner and workspace id in one tenancy-scoped key.
+CREATE TABLE IF NOT EXISTS ws_tables (
+    ws          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    columns     TEXT NOT NULL,
+    key_column  TEXT NOT NULL,
+    row_count   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (ws, name)
+) WITHOUT ROWID;
+-- Keys compare as bytes (SQLite's BINARY collation), the order DynamoDB sorts keys in too.
+CREATE TABLE IF NOT EXISTS ws_rows (
+    ws    TEXT NOT NULL,
+    tbl   TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    data  TEXT NOT NULL,
+    PRIMARY KEY (ws, tbl, key)
+) WITHOUT ROWID;
 ";
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -56,7 +76,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(from_sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(from_sqlite)?;
         conn.execute_batch(SCHEMA).map_err(from_sqlite)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), fault_after_rows: Arc::new(Mutex::new(None)) })
     }
 
     /// Runs blocking SQLite work off the async executor.
@@ -163,4 +183,182 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
+        let ws = ws.key();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name, columns, key_column, row_count FROM ws_tables WHERE ws = ?1 ORDER BY name")
+                .map_err(from_sqlite)?;
+            let rows = stmt
+                .query_map(params![ws], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+                })
+                .map_err(from_sqlite)?;
+            rows.map(|r| {
+                let (name, columns, key_column, row_count) = r.map_err(from_sqlite)?;
+                let columns: Vec<Column> =
+                    serde_json::from_str(&columns).map_err(|e| internal(format!("stored schema of {name}: {e}")))?;
+                Ok(TableMeta { name, columns, key_column, row_count: u64::try_from(row_count).unwrap_or(0) })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn read_rows(
+        &self,
+        ws: &WsKey,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, TableRow)>> {
+        let (ws, table, after) = (ws.key(), table.to_owned(), after.map(str::to_owned));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, data FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND (?3 IS NULL OR key > ?3)
+                     ORDER BY key LIMIT ?4",
+                )
+                .map_err(from_sqlite)?;
+            let rows = stmt
+                .query_map(params![ws, table, after, limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(from_sqlite)?;
+            rows.map(|r| {
+                let (key, data) = r.map_err(from_sqlite)?;
+                row_from_text(key, &data)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, TableRow)>> {
+        let (ws, table, keys) = (ws.key(), table.to_owned(), keys.to_vec());
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT data FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND key = ?3")
+                .map_err(from_sqlite)?;
+            let mut out = Vec::new();
+            for key in keys {
+                let data: Option<String> =
+                    stmt.query_row(params![ws, table, key], |r| r.get(0)).optional().map_err(from_sqlite)?;
+                if let Some(data) = data {
+                    out.push(row_from_text(key, &data)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
+        let ws = ws.key();
+        let fault = *self.fault_after_rows.lock().map_err(|_| internal("fault lock poisoned"))?;
+        self.with_conn(move |conn| {
+            // IMMEDIATE: take the write lock up front so a concurrent writer waits instead of
+            // failing half-way with SQLITE_BUSY on upgrade.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(from_sqlite)?;
+            apply_commit(&tx, &ws, &commit, fault)?;
+            tx.commit().map_err(from_sqlite)
+        })
+        .await
+    }
+
+    async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
+        let (owner_key, id, ws) = (owner.key(), id.to_owned(), WsKey::new(owner.clone(), id).key());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(from_sqlite)?;
+            let gone = tx
+                .execute("DELETE FROM workspaces WHERE owner = ?1 AND id = ?2", params![owner_key, id])
+                .map_err(from_sqlite)?;
+            if gone == 0 {
+                return Ok(None);
+            }
+            let rows = tx.execute("DELETE FROM ws_rows WHERE ws = ?1", params![ws]).map_err(from_sqlite)?;
+            tx.execute("DELETE FROM ws_tables WHERE ws = ?1", params![ws]).map_err(from_sqlite)?;
+            tx.commit().map_err(from_sqlite)?;
+            Ok(Some(rows as u64))
+        })
+        .await
+    }
+
+    fn inject_commit_fault(&self, after_rows: Option<usize>) {
+        if let Ok(mut f) = self.fault_after_rows.lock() {
+            *f = after_rows;
+        }
+    }
+}
+
+fn row_from_text(key: String, data: &str) -> StoreResult<(String, TableRow)> {
+    let row = serde_json::from_str(data).map_err(|e| internal(format!("stored row is not a JSON object: {e}")))?;
+    Ok((key, row))
+}
+
+fn apply_commit(tx: &rusqlite::Transaction<'_>, ws: &str, commit: &Commit, fault: Option<usize>) -> StoreResult<()> {
+    if let Some(draft) = &commit.create_workspace {
+        let (owner_key, _) = ws.split_once("#ws#").ok_or_else(|| internal("bad workspace key"))?;
+        let metadata = serde_json::to_string(&draft.metadata).map_err(internal)?;
+        tx.execute(
+            "INSERT INTO workspaces (owner, id, name, description, metadata, scope, author, updated_by,
+                                     created_at, updated_at, list_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)
+             ON CONFLICT (owner, id) DO NOTHING",
+            params![
+                owner_key,
+                draft.id,
+                draft.name,
+                draft.description,
+                metadata,
+                draft.scope.as_str(),
+                draft.writer,
+                draft.now,
+                crate::model::list_key(&draft.now, draft.scope, &draft.id)
+            ],
+        )
+        .map_err(from_sqlite)?;
+    }
+    let mut written = 0usize;
+    for table in &commit.upserts {
+        let columns = serde_json::to_string(&table.columns).map_err(internal)?;
+        tx.execute(
+            "INSERT INTO ws_tables (ws, name, columns, key_column) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (ws, name) DO UPDATE SET columns = excluded.columns, key_column = excluded.key_column",
+            params![ws, table.name, columns, table.key_column],
+        )
+        .map_err(from_sqlite)?;
+        let mut put = tx
+            .prepare_cached("INSERT OR REPLACE INTO ws_rows (ws, tbl, key, data) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(from_sqlite)?;
+        for (key, row) in &table.rows {
+            if fault.is_some_and(|n| written >= n) {
+                return Err(StoreError::Unavailable(format!("injected fault after {written} rows")));
+            }
+            let data = serde_json::to_string(row).map_err(internal)?;
+            put.execute(params![ws, table.name, key, data]).map_err(from_sqlite)?;
+            written += 1;
+        }
+    }
+    for (table, keys) in &commit.delete_rows {
+        let mut del =
+            tx.prepare_cached("DELETE FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND key = ?3").map_err(from_sqlite)?;
+        for key in keys {
+            del.execute(params![ws, table, key]).map_err(from_sqlite)?;
+        }
+    }
+    for table in &commit.drop_tables {
+        tx.execute("DELETE FROM ws_rows WHERE ws = ?1 AND tbl = ?2", params![ws, table]).map_err(from_sqlite)?;
+        tx.execute("DELETE FROM ws_tables WHERE ws = ?1 AND name = ?2", params![ws, table]).map_err(from_sqlite)?;
+    }
+    let touched = commit.upserts.iter().map(|t| &t.name).chain(commit.delete_rows.iter().map(|(t, _)| t));
+    for table in touched {
+        tx.execute(
+            "UPDATE ws_tables SET row_count = (SELECT count(*) FROM ws_rows WHERE ws = ?1 AND tbl = ?2)
+             WHERE ws = ?1 AND name = ?2",
+            params![ws, table],
+        )
+        .map_err(from_sqlite)?;
+    }
+    Ok(())
 }

@@ -1,0 +1,575 @@
+//! The storage port's contract, pinned once and run against every adapter: SQLite on a fresh
+//! temp file, DynamoDB on a fresh table (moto locally; `make test` starts it and sets
+//! `AWS_ENDPOINT_URL_DYNAMODB`). Each case in `cases` takes a `&dyn Store`; `conformance!`
+//! turns every case into one `#[tokio::test]` per adapter, so the adapters cannot drift apart.
+//! DynamoDB-only checks (item layout, error mapping, table setup) live in `dynamodb_only`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{json, Map, Value};
+use shared::model::{now_timestamp, Owner, Scope, Workspace, WorkspaceDraft};
+use shared::store::dynamodb::DynamoStore;
+use shared::store::sqlite::SqliteStore;
+use shared::store::{Store, StoreError};
+
+const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_DYNAMODB";
+const REQUIRE_VAR: &str = "WORKSPACES_TEST_REQUIRE_AWS";
+
+/// A store plus whatever must outlive it (the SQLite file's directory).
+struct Fixture {
+    store: Box<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn fresh_sqlite(_case: &str) -> Option<Fixture> {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let store = SqliteStore::open(&dir.path().join("workspaces.db")).expect("opening a fresh SQLite store");
+    Some(Fixture { store: Box::new(store), _dir: Some(dir) })
+}
+
+async fn fresh_dynamo(case: &str) -> Option<Fixture> {
+    let (store, _) = fresh_dynamo_store(case).await?;
+    Some(Fixture { store: Box::new(store), _dir: None })
+}
+
+/// The endpoint to test against; `None` (after a loud SKIP) when there is none and none is
+/// required, so a plain `cargo test` works without moto while CI cannot skip silently.
+fn dynamo_endpoint(case: &str) -> Option<String> {
+    if let Some(endpoint) = std::env::var(ENDPOINT_VAR).ok().filter(|v| !v.trim().is_empty()) {
+        return Some(endpoint);
+    }
+    if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
+        panic!(
+            "{ENDPOINT_VAR} is unset but {REQUIRE_VAR}=1: start moto first (`make test` does it), e.g. \
+             `.venv/bin/moto_server -H 127.0.0.1 -p 5055 &` and {ENDPOINT_VAR}=http://127.0.0.1:5055"
+        );
+    }
+    // Straight to stderr: the harness captures `eprintln!` of passing tests, which would hide it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {case} (dynamodb): {ENDPOINT_VAR} is unset; start moto or run `make test` to cover DynamoDB"
+    );
+    None
+}
+
+/// Static dummy credentials and a fixed region, so the suite never depends on (or touches)
+/// real AWS configuration.
+async fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .credentials_provider(Credentials::new("test", "test", None, None, "store-conformance"))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// A unique table name, so cases run in parallel and against a long-lived moto.
+fn table_name(case: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("conf-{case}-{}-{nanos}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A store on a new table, plus the raw client for the DynamoDB-only checks.
+async fn fresh_dynamo_store(case: &str) -> Option<(DynamoStore, (aws_sdk_dynamodb::Client, String))> {
+    let endpoint = dynamo_endpoint(case)?;
+    let client = dynamo_client(&endpoint).await;
+    let table = table_name(case);
+    let store = DynamoStore::new(client.clone(), table.clone());
+    store.create_table_if_missing().await.unwrap_or_else(|e| panic!("creating table {table} at {endpoint}: {e}"));
+    Some((store, (client, table)))
+}
+
+/// Instantiates every case for one adapter: `conformance!(module, fresh_fn)` where
+/// `fresh_fn(case_name).await` gives `Option<Fixture>` (`None` = skipped).
+macro_rules! conformance {
+    ($adapter:ident, $fresh:path) => {
+        conformance!(@cases $adapter, $fresh;
+            create_then_get,
+            update_in_place_keeps_created_and_author,
+            get_unknown_is_none,
+            tenancy_isolation,
+            list_newest_updated_first,
+            list_pages_with_cursor,
+            list_ties_break_by_id,
+            list_edge_limits_and_cursors,
+            metadata_round_trips_exactly,
+            description_none_and_some,
+            ids_with_punctuation,
+        );
+    };
+    (@cases $adapter:ident, $fresh:path; $($case:ident),+ $(,)?) => {
+        mod $adapter {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(fixture) = $fresh(stringify!($case)).await else { return };
+                    crate::cases::$case(fixture.store.as_ref()).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance!(sqlite, crate::fresh_sqlite);
+conformance!(dynamodb, crate::fresh_dynamo);
+
+/// Shared helpers for the cases.
+mod support {
+    use super::*;
+
+    pub fn ann() -> Owner {
+        Owner::user("acme", "ann")
+    }
+
+    pub fn acme() -> Owner {
+        Owner::organization("acme")
+    }
+
+    pub fn obj(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("test metadata must be an object, got {other}"),
+        }
+    }
+
+    /// A timestamp strictly after every earlier one (they have microseconds; we wait a few ms).
+    pub async fn tick() -> String {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        now_timestamp()
+    }
+
+    pub fn draft(owner: &Owner, id: &str, name: &str, writer: &str, now: &str) -> WorkspaceDraft {
+        WorkspaceDraft {
+            id: id.into(),
+            name: name.into(),
+            description: None,
+            metadata: Map::new(),
+            scope: owner.scope(),
+            writer: writer.into(),
+            now: now.into(),
+        }
+    }
+
+    /// What a first save of `d` must store.
+    pub fn created(d: &WorkspaceDraft) -> Workspace {
+        Workspace {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            description: d.description.clone(),
+            metadata: d.metadata.clone(),
+            scope: d.scope,
+            author: d.writer.clone(),
+            updated_by: d.writer.clone(),
+            created_at: d.now.clone(),
+            updated_at: d.now.clone(),
+        }
+    }
+
+    pub async fn save(store: &dyn Store, owner: &Owner, d: WorkspaceDraft) -> Workspace {
+        let id = d.id.clone();
+        store.save_workspace(owner, d).await.unwrap_or_else(|e| panic!("save {id} for {}: {e}", owner.key()))
+    }
+
+    pub async fn get(store: &dyn Store, owner: &Owner, id: &str) -> Option<Workspace> {
+        store.get_workspace(owner, id).await.unwrap_or_else(|e| panic!("get {id} for {}: {e}", owner.key()))
+    }
+
+    pub async fn list(store: &dyn Store, owner: &Owner, after: Option<&str>, limit: usize) -> Vec<Workspace> {
+        store
+            .list_workspaces(owner, after, limit)
+            .await
+            .unwrap_or_else(|e| panic!("list for {} after {after:?} limit {limit}: {e}", owner.key()))
+    }
+
+    pub async fn list_all(store: &dyn Store, owner: &Owner) -> Vec<Workspace> {
+        list(store, owner, None, 1000).await
+    }
+
+    pub fn ids(list: &[Workspace]) -> Vec<&str> {
+        list.iter().map(|w| w.id.as_str()).collect()
+    }
+}
+
+/// The contract. Every function here runs once per adapter.
+mod cases {
+    use super::support::*;
+    use super::*;
+
+    pub async fn create_then_get(store: &dyn Store) {
+        let mut d = draft(&ann(), "ws_1", "First", "ann", &now_timestamp());
+        d.description = Some("about it".into());
+        d.metadata = obj(json!({"theme": "dark", "panes": 2}));
+        let expected = created(&d);
+
+        assert_eq!(save(store, &ann(), d).await, expected, "save returns what it stored");
+        assert_eq!(get(store, &ann(), "ws_1").await, Some(expected.clone()));
+        assert_eq!(list_all(store, &ann()).await, vec![expected]);
+    }
+
+    pub async fn update_in_place_keeps_created_and_author(store: &dyn Store) {
+        let mut first = draft(&acme(), "ws_1", "Old name", "ann", &tick().await);
+        first.description = Some("old".into());
+        first.metadata = obj(json!({"a": 1, "b": {"c": 2}}));
+        let original = save(store, &acme(), first.clone()).await;
+
+        let mut second = draft(&acme(), "ws_1", "New name", "bob", &tick().await);
+        second.metadata = obj(json!({"z": true}));
+        let updated = save(store, &acme(), second.clone()).await;
+
+        let expected = Workspace {
+            id: "ws_1".into(),
+            name: "New name".into(),
+            description: None,
+            // Replaced, not merged.
+            metadata: obj(json!({"z": true})),
+            scope: Scope::Organization,
+            author: "ann".into(),
+            updated_by: "bob".into(),
+            created_at: original.created_at.clone(),
+            updated_at: second.now.clone(),
+        };
+        assert_eq!(updated, expected);
+        assert!(updated.updated_at > original.updated_at, "updated_at moves forward");
+        assert_eq!(get(store, &acme(), "ws_1").await, Some(expected.clone()));
+        assert_eq!(list_all(store, &acme()).await, vec![expected], "an update does not add a second entry");
+    }
+
+    pub async fn get_unknown_is_none(store: &dyn Store) {
+        assert_eq!(get(store, &ann(), "ws_1").await, None, "empty store");
+        save(store, &ann(), draft(&ann(), "ws_1", "One", "ann", &now_timestamp())).await;
+        for unknown in ["ws_2", "ws_", "ws_10", "WS_1"] {
+            assert_eq!(get(store, &ann(), unknown).await, None, "{unknown}");
+        }
+    }
+
+    pub async fn tenancy_isolation(store: &dyn Store) {
+        let owners = [
+            (Owner::user("acme", "ann"), "ann"),
+            (Owner::user("acme", "bob"), "bob"),
+            (Owner::organization("acme"), "ann"),
+            (Owner::user("other", "ann"), "ann"),
+        ];
+        let mut saved = Vec::new();
+        for (owner, writer) in &owners {
+            let d = draft(owner, "ws_1", &format!("of {}", owner.key()), writer, &tick().await);
+            saved.push(save(store, owner, d).await);
+        }
+        // Updating one owner's ws_1 must not touch the others'.
+        let bump = draft(&owners[2].0, "ws_1", "org renamed", "bob", &tick().await);
+        saved[2] = save(store, &owners[2].0, bump).await;
+        assert_eq!(saved[2].author, "ann");
+
+        for ((owner, _), mine) in owners.iter().zip(&saved) {
+            assert_eq!(mine.scope, owner.scope());
+            assert_eq!(get(store, owner, "ws_1").await.as_ref(), Some(mine), "{} sees its own", owner.key());
+            assert_eq!(list_all(store, owner).await, vec![mine.clone()], "{} lists only its own", owner.key());
+        }
+        // An owner nobody wrote for sees nothing, even if its key is a prefix of others'.
+        assert_eq!(get(store, &Owner::organization("acm"), "ws_1").await, None);
+        assert!(list_all(store, &Owner::organization("acm")).await.is_empty());
+        assert!(list_all(store, &Owner::user("acme", "an")).await.is_empty());
+    }
+
+    pub async fn list_newest_updated_first(store: &dyn Store) {
+        for (id, name) in [("ws_a", "A"), ("ws_b", "B"), ("ws_c", "C")] {
+            save(store, &ann(), draft(&ann(), id, name, "ann", &tick().await)).await;
+        }
+        assert_eq!(ids(&list_all(store, &ann()).await), ["ws_c", "ws_b", "ws_a"]);
+
+        save(store, &ann(), draft(&ann(), "ws_a", "A again", "ann", &tick().await)).await;
+        let listed = list_all(store, &ann()).await;
+        assert_eq!(ids(&listed), ["ws_a", "ws_c", "ws_b"], "an update moves a workspace to the top");
+        for w in &listed {
+            assert_eq!(get(store, &ann(), &w.id).await.as_ref(), Some(w), "listed entries are whole workspaces");
+        }
+        assert!(listed.windows(2).all(|p| p[0].list_key() > p[1].list_key()), "strictly descending list keys");
+    }
+
+    pub async fn list_pages_with_cursor(store: &dyn Store) {
+        for i in 0..7 {
+            save(store, &acme(), draft(&acme(), &format!("ws_{i}"), "n", "ann", &tick().await)).await;
+        }
+        let all = list_all(store, &acme()).await;
+        assert_eq!(ids(&all), ["ws_6", "ws_5", "ws_4", "ws_3", "ws_2", "ws_1", "ws_0"]);
+
+        let mut paged = Vec::new();
+        let mut sizes = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = list(store, &acme(), after.as_deref(), 3).await;
+            sizes.push(page.len());
+            let Some(last) = page.last() else { break };
+            after = Some(last.list_key());
+            paged.extend(page);
+        }
+        assert_eq!(sizes, [3, 3, 1, 0]);
+        assert_eq!(paged, all, "pages give every workspace exactly once, in order");
+
+        // A page that ends exactly at the last item is followed by an empty one.
+        let seven = list(store, &acme(), None, 7).await;
+        assert_eq!(seven, all);
+        assert!(list(store, &acme(), Some(&all[6].list_key()), 7).await.is_empty());
+        // The cursor is exclusive.
+        assert_eq!(list(store, &acme(), Some(&all[2].list_key()), 2).await, all[3..5].to_vec());
+    }
+
+    pub async fn list_ties_break_by_id(store: &dyn Store) {
+        let now = now_timestamp();
+        for id in ["ws_b", "ws_a", "ws_c"] {
+            save(store, &ann(), draft(&ann(), id, "same instant", "ann", &now)).await;
+        }
+        let all = list_all(store, &ann()).await;
+        assert_eq!(ids(&all), ["ws_c", "ws_b", "ws_a"], "same updated_at: list key (then id) descending");
+        let first = list(store, &ann(), None, 1).await;
+        let second = list(store, &ann(), Some(&first[0].list_key()), 1).await;
+        let third = list(store, &ann(), Some(&second[0].list_key()), 5).await;
+        assert_eq!(ids(&[first, second, third].concat()), ["ws_c", "ws_b", "ws_a"]);
+    }
+
+    pub async fn list_edge_limits_and_cursors(store: &dyn Store) {
+        assert!(list_all(store, &ann()).await.is_empty(), "empty store lists nothing");
+        for id in ["ws_1", "ws_2"] {
+            save(store, &ann(), draft(&ann(), id, "n", "ann", &tick().await)).await;
+        }
+        assert!(list(store, &ann(), None, 0).await.is_empty(), "limit 0");
+        assert_eq!(list(store, &ann(), None, 1).await.len(), 1);
+        assert_eq!(ids(&list(store, &ann(), None, usize::MAX).await), ["ws_2", "ws_1"], "huge limit");
+        assert!(list(store, &ann(), Some(""), 10).await.is_empty(), "nothing sorts before the empty key");
+        assert!(list(store, &ann(), Some("0"), 10).await.is_empty(), "cursor before every key");
+        assert_eq!(list(store, &ann(), Some("9"), 10).await.len(), 2, "cursor after every key");
+    }
+
+    pub async fn metadata_round_trips_exactly(store: &dyn Store) {
+        let metadata = obj(json!({
+            "zeta": "first key stays first",
+            "unicode": "naïve 日本語 🚀 \u{1F600} Ω",
+            "escapes": "quote \" backslash \\ newline \n tab \t nul \u{0} hash # colon :",
+            "numbers": [0, -1, 1.5, -0.25, 1e300, 9007199254740993_u64, 18446744073709551615_u64, -9223372036854775808_i64],
+            "nested": {"deeper": {"list": [true, false, null, {}, [], ""]}, "empty": {}},
+            "alpha": null,
+            "": "empty key"
+        }));
+        let mut d = draft(&ann(), "ws_meta", "Ünïcødé ✓ name", "ann", &now_timestamp());
+        d.description = Some("Beschreibung — 説明 🚀".into());
+        d.metadata = metadata.clone();
+        let text = serde_json::to_string(&metadata).expect("serialize");
+
+        let saved = save(store, &ann(), d.clone()).await;
+        let got = get(store, &ann(), "ws_meta").await.expect("stored");
+        let listed = list_all(store, &ann()).await;
+        for (what, w) in [("save", &saved), ("get", &got), ("list", &listed[0])] {
+            assert_eq!(w, &created(&d), "{what}");
+            // Equality of maps ignores key order; the text does not.
+            assert_eq!(serde_json::to_string(&w.metadata).expect("serialize"), text, "{what}: exact text");
+        }
+    }
+
+    pub async fn description_none_and_some(store: &dyn Store) {
+        let d = draft(&ann(), "ws_d", "n", "ann", &tick().await);
+        assert_eq!(save(store, &ann(), d).await.description, None, "created without");
+        assert_eq!(get(store, &ann(), "ws_d").await.and_then(|w| w.description), None);
+
+        let mut d = draft(&ann(), "ws_d", "n", "ann", &tick().await);
+        d.description = Some("now described".into());
+        assert_eq!(save(store, &ann(), d).await.description.as_deref(), Some("now described"));
+        assert_eq!(get(store, &ann(), "ws_d").await.and_then(|w| w.description).as_deref(), Some("now described"));
+
+        let d = draft(&ann(), "ws_d", "n", "ann", &tick().await);
+        assert_eq!(save(store, &ann(), d).await.description, None, "saving None clears it");
+        assert_eq!(get(store, &ann(), "ws_d").await.and_then(|w| w.description), None);
+        assert_eq!(list_all(store, &ann()).await[0].description, None);
+
+        let mut d = draft(&ann(), "ws_d", "n", "ann", &tick().await);
+        d.description = Some(String::new());
+        assert_eq!(save(store, &ann(), d).await.description.as_deref(), Some(""), "empty is not absent");
+        assert_eq!(get(store, &ann(), "ws_d").await.and_then(|w| w.description).as_deref(), Some(""));
+    }
+
+    pub async fn ids_with_punctuation(store: &dyn Store) {
+        let ids_in = ["a.b-c_d@e+f", "ws-1", "ws_1", "WS_1"];
+        for id in ids_in {
+            save(store, &ann(), draft(&ann(), id, id, "ann", &tick().await)).await;
+        }
+        for id in ids_in {
+            assert_eq!(get(store, &ann(), id).await.map(|w| w.name).as_deref(), Some(id));
+        }
+        assert_eq!(ids(&list_all(store, &ann()).await), ["WS_1", "ws_1", "ws-1", "a.b-c_d@e+f"]);
+    }
+}
+
+/// What only the DynamoDB adapter has: the item layout the template's table and GSI rely on,
+/// error mapping, and table setup.
+mod dynamodb_only {
+    use super::support::*;
+    use super::*;
+
+    type RawItem = HashMap<String, AttributeValue>;
+
+    fn s(v: &str) -> AttributeValue {
+        AttributeValue::S(v.into())
+    }
+
+    #[tokio::test]
+    async fn items_have_the_documented_layout() {
+        let Some((store, (client, table))) = fresh_dynamo_store("layout").await else { return };
+        let mut d = draft(&ann(), "ws_1", "Layout", "ann", &now_timestamp());
+        d.metadata = obj(json!({"k": [1, "two"]}));
+        let saved = save(&store, &ann(), d).await;
+
+        let item = client
+            .get_item()
+            .table_name(&table)
+            .key("PK", s("org#acme#user#ann"))
+            .key("SK", s("ws#ws_1"))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("raw get")
+            .item
+            .expect("item under the owner's key");
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        assert_eq!(text("GSI1PK").as_deref(), Some("org#acme#user#ann#ws"));
+        assert_eq!(text("GSI1SK"), Some(saved.list_key()));
+        assert_eq!(text("metadata").as_deref(), Some(r#"{"k":[1,"two"]}"#), "metadata is JSON text");
+        assert_eq!(text("scope").as_deref(), Some("user"));
+        for k in ["id", "name", "author", "updated_by", "created_at", "updated_at"] {
+            assert!(text(k).is_some(), "{k} is a string attribute");
+        }
+        assert!(!item.contains_key("description"), "None is an absent attribute, not an empty one");
+        assert!(!item.contains_key("expires_at"), "workspaces do not expire");
+    }
+
+    #[tokio::test]
+    async fn table_setup_is_idempotent_and_complete() {
+        let Some((store, (client, table))) = fresh_dynamo_store("setup").await else { return };
+        store.create_table_if_missing().await.expect("second call on an existing table");
+
+        let desc = client.describe_table().table_name(&table).send().await.expect("describe").table.expect("table");
+        let index = desc.global_secondary_indexes().iter().find(|i| i.index_name() == Some("by_updated")).expect("GSI");
+        let keys: Vec<_> = index.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect();
+        assert_eq!(keys, [("GSI1PK", "HASH"), ("GSI1SK", "RANGE")]);
+        assert_eq!(index.projection().and_then(|p| p.projection_type()).map(|p| p.as_str()), Some("ALL"));
+        let billing = desc.billing_mode_summary().and_then(|b| b.billing_mode()).map(|b| b.as_str());
+        assert_eq!(billing, Some("PAY_PER_REQUEST"));
+        let ttl = client.describe_time_to_live().table_name(&table).send().await.expect("describe ttl");
+        let ttl = ttl.time_to_live_description().expect("ttl description");
+        assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    }
+
+    #[tokio::test]
+    async fn a_table_with_another_layout_is_refused() {
+        let Some(endpoint) = dynamo_endpoint("foreign_layout") else { return };
+        let client = dynamo_client(&endpoint).await;
+        let table = table_name("foreign");
+        let key = aws_sdk_dynamodb::types::KeySchemaElement::builder()
+            .attribute_name("id")
+            .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+            .build()
+            .expect("key");
+        let attr = aws_sdk_dynamodb::types::AttributeDefinition::builder()
+            .attribute_name("id")
+            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+            .build()
+            .expect("attr");
+        client
+            .create_table()
+            .table_name(&table)
+            .key_schema(key)
+            .attribute_definitions(attr)
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create foreign table");
+        let err = DynamoStore::new(client, table).create_table_if_missing().await.expect_err("refused");
+        assert!(matches!(err, StoreError::Internal(ref m) if m.contains("layout")), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn malformed_items_are_internal_errors_not_panics() {
+        let Some((store, (client, table))) = fresh_dynamo_store("malformed").await else { return };
+        let good = |id: &str, owner: &str| -> RawItem {
+            HashMap::from([
+                ("PK".into(), s(owner)),
+                ("SK".into(), s(&format!("ws#{id}"))),
+                ("GSI1PK".into(), s(&format!("{owner}#ws"))),
+                ("GSI1SK".into(), s(&format!("2024-01-01T00:00:00.000000+00:00#user#{id}"))),
+                ("id".into(), s(id)),
+                ("name".into(), s("n")),
+                ("metadata".into(), s("{}")),
+                ("scope".into(), s("user")),
+                ("author".into(), s("ann")),
+                ("updated_by".into(), s("ann")),
+                ("created_at".into(), s("2024-01-01T00:00:00.000000+00:00")),
+                ("updated_at".into(), s("2024-01-01T00:00:00.000000+00:00")),
+            ])
+        };
+        // (id, attribute, replacement; None removes it)
+        let breakages = [
+            ("no_name", "name", None),
+            ("bad_scope", "scope", Some(s("admin"))),
+            ("array_metadata", "metadata", Some(s("[1,2]"))),
+            ("number_metadata", "metadata", Some(AttributeValue::N("1".into()))),
+            ("number_description", "description", Some(AttributeValue::N("1".into()))),
+        ];
+        for (id, attr, replacement) in breakages {
+            let user = format!("u_{id}");
+            let owner_key = format!("org#acme#user#{user}");
+            let mut item = good(id, &owner_key);
+            match replacement {
+                Some(value) => item.insert(attr.into(), value),
+                None => item.remove(attr),
+            };
+            client.put_item().table_name(&table).set_item(Some(item)).send().await.expect("raw put");
+
+            let owner = Owner::user("acme", &user);
+            let got = store.get_workspace(&owner, id).await;
+            assert!(matches!(got, Err(StoreError::Internal(_))), "get {id}: {got:?}");
+            let listed = store.list_workspaces(&owner, None, 10).await;
+            assert!(matches!(listed, Err(StoreError::Internal(_))), "list {id}: {listed:?}");
+        }
+        // The untouched shape reads fine, so the failures above are about the breakage.
+        client
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(good("ok", "org#acme#user#u_ok")))
+            .send()
+            .await
+            .expect("put");
+        assert!(get(&store, &Owner::user("acme", "u_ok"), "ok").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_missing_table_is_an_internal_error() {
+        let Some(endpoint) = dynamo_endpoint("missing_table") else { return };
+        let store = DynamoStore::new(dynamo_client(&endpoint).await, table_name("never-created"));
+        let got = store.get_workspace(&ann(), "ws_1").await;
+        assert!(matches!(got, Err(StoreError::Internal(ref m)) if m.contains("ResourceNotFound")), "{got:?}");
+    }
+
+    /// Needs no server: nothing listens on port 9 locally, so the connection is refused.
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_unavailable() {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region("us-east-1")
+            .credentials_provider(Credentials::new("test", "test", None, None, "store-conformance"))
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "any");
+        let got = store.get_workspace(&ann(), "ws_1").await;
+        assert!(matches!(got, Err(StoreError::Unavailable(_))), "get: {got:?}");
+        let saved = store.save_workspace(&ann(), draft(&ann(), "ws_1", "n", "ann", &now_timestamp())).await;
+        assert!(matches!(saved, Err(StoreError::Unavailable(_))), "save: {saved:?}");
+        let listed = store.list_workspaces(&ann(), None, 5).await;
+        assert!(matches!(listed, Err(StoreError::Unavailable(_))), "list: {listed:?}");
+    }
+}
