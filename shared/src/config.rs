@@ -12,6 +12,15 @@ pub enum StoreUrl {
     DynamoDb { table: String },
 }
 
+/// Where export bundles (and rows too large for DynamoDB) go: `WORKSPACES_BUNDLES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundlesUrl {
+    /// `file://<path>`: a local folder (the local default); links are signed by us.
+    Folder(PathBuf),
+    /// `s3://<bucket>[/<prefix>]`: an S3 bucket; links are presigned by S3.
+    S3 { bucket: String, prefix: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     /// HS256 shared secret (`WORKSPACES_JWT_SECRET`).
@@ -28,6 +37,16 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Largest response body we build before paging (Lambda stops at 6 MB).
     pub max_response_bytes: usize,
+    pub bundles: BundlesUrl,
+    /// Exports whose encoded response would pass this are staged as a bundle and linked.
+    pub inline_limit_bytes: usize,
+    /// How long a bundle link lives, in seconds (at most S3's 7 days).
+    pub bundle_ttl_secs: u64,
+    /// Signs local bundle links (`WORKSPACES_LINK_SECRET`, else derived from the JWT secret).
+    /// `None` only with S3 bundles and no JWT secret, where S3 presigns every link.
+    pub link_secret: Option<String>,
+    /// Rows one synchronous import may write (see `api::import`); more is refused with 413.
+    pub sync_import_max_rows: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,6 +59,16 @@ pub struct ConfigError {
 pub const DEFAULT_STORE: &str = "sqlite://.local/workspaces.db";
 /// Lambda's response limit is 6 MB; leave room for headers and base64 in the runtime's framing.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 5_000_000;
+pub const DEFAULT_BUNDLES: &str = "file://.local/bundles";
+/// Same reasoning as the response limit: above it a response could not go back inline.
+/// What the synchronous import finishes well inside the HTTP API's 30 s (measured: README).
+pub const DEFAULT_SYNC_IMPORT_MAX_ROWS: usize = 150_000;
+pub const DEFAULT_INLINE_LIMIT_BYTES: usize = 5_000_000;
+pub const DEFAULT_BUNDLE_TTL_SECS: u64 = 3600;
+/// S3's longest presigned URL lifetime; local links keep to it too, so both behave alike.
+pub const MAX_BUNDLE_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Label of the link secret derived from the JWT secret, so one secret leaks nothing of the other.
+const LINK_SECRET_LABEL: &[u8] = b"workspaces/bundle-links/v1";
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -71,7 +100,28 @@ impl Config {
             });
         }
         let max_response_bytes = parse_usize(&get, "WORKSPACES_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)?;
-        Ok(Config { store, jwt, max_response_bytes })
+        let bundles = parse_bundles_url(get("WORKSPACES_BUNDLES").as_deref().unwrap_or(DEFAULT_BUNDLES))?;
+        let inline_limit_bytes = parse_usize(&get, "WORKSPACES_INLINE_LIMIT_BYTES", DEFAULT_INLINE_LIMIT_BYTES)?;
+        let bundle_ttl_secs = parse_ttl(&get, "WORKSPACES_BUNDLE_TTL_SECS", DEFAULT_BUNDLE_TTL_SECS)?;
+        let link_secret = get("WORKSPACES_LINK_SECRET").or_else(|| jwt.secret.as_deref().map(derive_link_secret));
+        if link_secret.is_none() && matches!(bundles, BundlesUrl::Folder(_)) {
+            return Err(ConfigError {
+                var: "WORKSPACES_LINK_SECRET",
+                message: "set it (or WORKSPACES_JWT_SECRET) to sign the local bundle folder's links".into(),
+            });
+        }
+        let sync_import_max_rows =
+            parse_usize(&get, "WORKSPACES_SYNC_IMPORT_MAX_ROWS", DEFAULT_SYNC_IMPORT_MAX_ROWS)? as u64;
+        Ok(Config {
+            store,
+            jwt,
+            max_response_bytes,
+            bundles,
+            inline_limit_bytes,
+            bundle_ttl_secs,
+            link_secret,
+            sync_import_max_rows,
+        })
     }
 }
 
@@ -87,6 +137,56 @@ pub(crate) fn parse_usize(
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| ConfigError { var, message: format!("'{v}' is not a positive whole number of bytes") }),
+    }
+}
+
+fn parse_ttl(get: &dyn Fn(&str) -> Option<String>, var: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().ok().filter(|n| (1..=MAX_BUNDLE_TTL_SECS).contains(n)).ok_or_else(|| ConfigError {
+            var,
+            message: format!("'{v}' is not a whole number of seconds from 1 to {MAX_BUNDLE_TTL_SECS}"),
+        }),
+    }
+}
+
+/// hex(HMAC-SHA256(jwt_secret, label)): stable across cold starts and functions, as links made by
+/// one invocation are checked by another.
+fn derive_link_secret(jwt_secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC takes keys of any length, so this never fails; an empty MAC would only mean no links verify.
+    match Hmac::<sha2::Sha256>::new_from_slice(jwt_secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(LINK_SECRET_LABEL);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+pub fn parse_bundles_url(raw: &str) -> Result<BundlesUrl, ConfigError> {
+    let err = |message: String| ConfigError { var: "WORKSPACES_BUNDLES", message };
+    if let Some(path) = raw.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(err("file:// needs a folder path, e.g. file://.local/bundles".into()));
+        }
+        Ok(BundlesUrl::Folder(PathBuf::from(path)))
+    } else if let Some(rest) = raw.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-'))
+            && !bucket.starts_with(['.', '-'])
+            && !bucket.ends_with(['.', '-']);
+        if !valid_bucket {
+            return Err(err(format!("'{bucket}' is not an S3 bucket name")));
+        }
+        let prefix = prefix.trim_end_matches('/');
+        if !prefix.is_empty() && crate::bundles::check_key(prefix).is_err() {
+            return Err(err(format!("'{prefix}' is not a key prefix (letters, digits, _ . @ + - and /)")));
+        }
+        Ok(BundlesUrl::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
+    } else {
+        Err(err(format!("'{raw}' is not file://<path> or s3://<bucket>[/<prefix>]")))
     }
 }
 
@@ -122,6 +222,54 @@ mod tests {
         let c = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s")])).unwrap();
         assert_eq!(c.store, StoreUrl::Sqlite(".local/workspaces.db".into()));
         assert_eq!(c.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        assert_eq!(c.bundles, BundlesUrl::Folder(".local/bundles".into()));
+        assert_eq!(c.inline_limit_bytes, DEFAULT_INLINE_LIMIT_BYTES);
+        assert_eq!(c.sync_import_max_rows, DEFAULT_SYNC_IMPORT_MAX_ROWS as u64);
+        assert_eq!(c.bundle_ttl_secs, DEFAULT_BUNDLE_TTL_SECS);
+    }
+
+    #[test]
+    fn reads_the_bundle_settings() {
+        let c = Config::from_map(&env(&[
+            ("WORKSPACES_JWT_SECRET", "s"),
+            ("WORKSPACES_BUNDLES", "s3://ws-bundles/exports/v1/"),
+            ("WORKSPACES_INLINE_LIMIT_BYTES", "1000"),
+            ("WORKSPACES_BUNDLE_TTL_SECS", "60"),
+            ("WORKSPACES_LINK_SECRET", "links"),
+        ]))
+        .unwrap();
+        assert_eq!(c.bundles, BundlesUrl::S3 { bucket: "ws-bundles".into(), prefix: "exports/v1".into() });
+        assert_eq!((c.inline_limit_bytes, c.bundle_ttl_secs), (1000, 60));
+        assert_eq!(c.link_secret.as_deref(), Some("links"));
+        let c = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), ("WORKSPACES_BUNDLES", "s3://ws-bundles")]))
+            .unwrap();
+        assert_eq!(c.bundles, BundlesUrl::S3 { bucket: "ws-bundles".into(), prefix: String::new() });
+        let c =
+            Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), ("WORKSPACES_BUNDLES", "file:///tmp/b")])).unwrap();
+        assert_eq!(c.bundles, BundlesUrl::Folder("/tmp/b".into()));
+    }
+
+    #[test]
+    fn the_link_secret_derives_from_the_jwt_secret_without_being_it() {
+        let a = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s")])).unwrap().link_secret.unwrap();
+        let b = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s")])).unwrap().link_secret.unwrap();
+        let other = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "t")])).unwrap().link_secret.unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, "s");
+    }
+
+    #[test]
+    fn a_folder_needs_some_link_secret() {
+        let pem = "-----BEGIN PUBLIC KEY-----";
+        let e = Config::from_map(&env(&[("WORKSPACES_JWT_PUBLIC_KEY", pem)])).unwrap_err();
+        assert_eq!(e.var, "WORKSPACES_LINK_SECRET");
+        let c =
+            Config::from_map(&env(&[("WORKSPACES_JWT_PUBLIC_KEY", pem), ("WORKSPACES_BUNDLES", "s3://ws-b")])).unwrap();
+        assert_eq!(c.link_secret, None);
+        let c = Config::from_map(&env(&[("WORKSPACES_JWT_PUBLIC_KEY", pem), ("WORKSPACES_LINK_SECRET", "l")])).unwrap();
+        assert_eq!(c.link_secret.as_deref(), Some("l"));
     }
 
     #[test]
@@ -141,5 +289,17 @@ mod tests {
         let e = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), ("WORKSPACES_MAX_RESPONSE_BYTES", "lots")]))
             .unwrap_err();
         assert_eq!(e.var, "WORKSPACES_MAX_RESPONSE_BYTES");
+        for (var, value) in [
+            ("WORKSPACES_BUNDLES", "ftp://x"),
+            ("WORKSPACES_BUNDLES", "file://"),
+            ("WORKSPACES_BUNDLES", "s3://No_Such"),
+            ("WORKSPACES_BUNDLES", "s3://bucket/../up"),
+            ("WORKSPACES_INLINE_LIMIT_BYTES", "0"),
+            ("WORKSPACES_BUNDLE_TTL_SECS", "-5"),
+            ("WORKSPACES_BUNDLE_TTL_SECS", "604801"),
+        ] {
+            let e = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), (var, value)])).unwrap_err();
+            assert_eq!(e.var, var, "{value}");
+        }
     }
 }

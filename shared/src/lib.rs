@@ -6,11 +6,14 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bundles;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod model;
+pub mod naming;
 pub mod routes;
+pub mod secrets;
 pub mod store;
 pub mod tables;
 pub mod telemetry;

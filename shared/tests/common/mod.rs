@@ -8,12 +8,15 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, RequestExt};
 use serde_json::Value;
 use shared::auth::Verifier;
-use shared::config::{Config, JwtConfig, StoreUrl};
+use shared::bundles::folder::FolderBundles;
+use shared::bundles::LinkSigner;
+use shared::config::{BundlesUrl, Config, JwtConfig, StoreUrl};
 use shared::routes::Endpoint;
 use shared::store::sqlite::SqliteStore;
 use shared::App;
 
 pub const SECRET: &str = "handler-test-secret";
+pub const LINK_SECRET: &str = "handler-test-link-secret";
 
 pub fn temp_db() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ws-tests-{}", std::process::id()));
@@ -25,11 +28,24 @@ pub fn jwt_config() -> JwtConfig {
     JwtConfig { secret: Some(SECRET.into()), public_key_pem: None, issuer: None, audience: None }
 }
 
+/// A bundle folder of its own per app, next to its database (a sibling of the `.db` file).
 pub fn app_with(jwt: JwtConfig, max_response_bytes: usize) -> App {
     let path = temp_db();
     let store = Arc::new(SqliteStore::open(&path).expect("sqlite store"));
-    let config = Config { store: StoreUrl::Sqlite(path), jwt: jwt.clone(), max_response_bytes };
-    App::new(config, Verifier::from_config(&jwt).expect("verifier"), store)
+    let bundles_dir = path.with_extension("bundles");
+    let signer = LinkSigner::new(LINK_SECRET);
+    let bundles = Arc::new(FolderBundles::open(&bundles_dir, signer).expect("bundle folder"));
+    let config = Config {
+        store: StoreUrl::Sqlite(path),
+        jwt: jwt.clone(),
+        max_response_bytes,
+        bundles: BundlesUrl::Folder(bundles_dir),
+        inline_limit_bytes: shared::config::DEFAULT_INLINE_LIMIT_BYTES,
+        bundle_ttl_secs: shared::config::DEFAULT_BUNDLE_TTL_SECS,
+        link_secret: Some(LINK_SECRET.into()),
+        sync_import_max_rows: shared::config::DEFAULT_SYNC_IMPORT_MAX_ROWS as u64,
+    };
+    App::new(config, Verifier::from_config(&jwt).expect("verifier"), store, bundles)
 }
 
 pub fn app() -> App {
@@ -48,11 +64,8 @@ pub fn request(method: &str, path: &str, auth: Option<&str>, body: Option<&str>)
     }
     let body = body.map(|s| Body::Text(s.to_owned())).unwrap_or(Body::Empty);
     let req = b.body(body).expect("request");
-    let query: std::collections::HashMap<String, String> = req
-        .uri()
-        .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let query: std::collections::HashMap<String, String> =
+        req.uri().query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     req.with_query_string_parameters(query)
 }
 

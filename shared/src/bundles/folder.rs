@@ -1,0 +1,281 @@
+//! The local adapter: one file per key under a root folder, links signed by [`LinkSigner`].
+//!
+//! An upload writes a hidden temp file next to its target and renames it on `finish`, so a
+//! reader sees the whole object or nothing (a rename within one folder is atomic). Temp names
+//! start with a dot, which no key segment may (see [`check_key`]), so they never collide with
+//! keys; `sweep` clears the ones a crashed process left behind.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+
+use super::{check_key, check_prefix, lifetime, BundleStore, LinkSigner, Upload};
+use crate::store::{Blobs, StoreError, StoreResult};
+
+#[derive(Debug, Clone)]
+pub struct FolderBundles {
+    root: PathBuf,
+    signer: LinkSigner,
+}
+
+impl FolderBundles {
+    /// A store rooted at `root`, created when missing. Blocking (one mkdir), like opening the
+    /// SQLite store: it runs once at start.
+    pub fn open(root: &Path, signer: LinkSigner) -> StoreResult<Self> {
+        std::fs::create_dir_all(root).map_err(|e| io_error("creating", root, e))?;
+        Ok(Self { root: root.to_path_buf(), signer })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file of `key`; the key is checked first, so the path cannot leave the root.
+    pub fn path_of(&self, key: &str) -> StoreResult<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+/// No file there: nothing under that name, or a path through an object rather than a folder.
+fn is_absent(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
+}
+
+fn io_error(op: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Internal(format!("bundle folder: {op} {}: {e}", path.display()))
+}
+
+fn too_large(size: u64, max_bytes: u64) -> StoreError {
+    StoreError::TooLarge(format!("the object is {size} bytes, more than the {max_bytes} allowed here"))
+}
+
+#[async_trait]
+impl BundleStore for FolderBundles {
+    async fn create_upload(&self, key: &str) -> StoreResult<Box<dyn Upload>> {
+        let dest = self.path_of(key)?;
+        let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
+            return Err(StoreError::Internal(format!("bundle key {key:?} names no file")));
+        };
+        tokio::fs::create_dir_all(dir).await.map_err(|e| io_error("creating", dir, e))?;
+        let temp = dir.join(format!(".{}.{:016x}.part", name.to_string_lossy(), rand::random::<u64>()));
+        let file = tokio::fs::File::create_new(&temp).await.map_err(|e| io_error("creating", &temp, e))?;
+        Ok(Box::new(FolderUpload { file: Some(BufWriter::new(file)), temp, dest, size: 0 }))
+    }
+
+    async fn open_stream(&self, key: &str) -> StoreResult<Option<(u64, super::ByteStream)>> {
+        use futures::StreamExt;
+        let path = self.path_of(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(io_error("opening", &path, e)),
+        };
+        let meta = file.metadata().await.map_err(|e| io_error("reading", &path, e))?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        let shown = path.display().to_string();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
+            .map(move |chunk| chunk.map_err(|e| StoreError::Unavailable(format!("reading {shown}: {e}"))));
+        Ok(Some((meta.len(), stream.boxed())))
+    }
+
+    async fn get(&self, key: &str, max_bytes: u64) -> StoreResult<Option<Vec<u8>>> {
+        let path = self.path_of(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(io_error("opening", &path, e)),
+        };
+        let meta = file.metadata().await.map_err(|e| io_error("reading", &path, e))?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        if meta.len() > max_bytes {
+            return Err(too_large(meta.len(), max_bytes));
+        }
+        // Bounded read: capacity from the size we just checked, and never more than the limit.
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| io_error("reading", &path, e))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(too_large(bytes.len() as u64, max_bytes));
+        }
+        Ok(Some(bytes))
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
+        let path = self.path_of(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(io_error("reading", &path, e)),
+        }
+    }
+
+    async fn download_url(&self, key: &str, expires_at: i64, public_base: &str) -> StoreResult<String> {
+        check_key(key)?;
+        lifetime(expires_at)?;
+        Ok(self.signer.url("GET", key, expires_at, public_base))
+    }
+
+    async fn upload_url(&self, key: &str, expires_at: i64, public_base: &str) -> StoreResult<String> {
+        check_key(key)?;
+        lifetime(expires_at)?;
+        Ok(self.signer.url("PUT", key, expires_at, public_base))
+    }
+
+    async fn sweep(&self, prefix: &str, max_age: Duration) -> StoreResult<usize> {
+        check_prefix(prefix)?;
+        let (root, prefix) = (self.root.clone(), prefix.to_owned());
+        tokio::task::spawn_blocking(move || sweep_blocking(&root, &prefix, max_age))
+            .await
+            .map_err(|e| StoreError::Internal(format!("bundle folder: sweep task: {e}")))?
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_absent(&e) => Ok(()),
+            Err(e) => Err(io_error("deleting", &path, e)),
+        }
+    }
+}
+
+/// Walks only the folder the prefix's directory part names, deleting regular files (not
+/// symlinks: nothing outside the root is touched) whose key starts with `prefix` and whose
+/// modification time is older than `max_age`.
+fn sweep_blocking(root: &Path, prefix: &str, max_age: Duration) -> StoreResult<usize> {
+    let cutoff = SystemTime::now().checked_sub(max_age).unwrap_or(SystemTime::UNIX_EPOCH);
+    let start = match prefix.rfind('/') {
+        Some(i) => root.join(&prefix[..i]),
+        None => root.to_path_buf(),
+    };
+    let mut pending = vec![start];
+    let mut deleted = 0;
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error("listing", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("listing", &dir, e))?;
+            let path = entry.path();
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("reading", &path, e)),
+            };
+            if meta.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let key = match path.strip_prefix(root) {
+                Ok(rel) => rel.to_string_lossy().replace('\\', "/"),
+                Err(_) => continue,
+            };
+            let old = meta.modified().map(|m| m < cutoff).unwrap_or(false);
+            if meta.is_file() && old && key.starts_with(prefix) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => deleted += 1,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error("deleting", &path, e)),
+                }
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[async_trait]
+impl Blobs for FolderBundles {
+    async fn put_blob(&self, key: &str, bytes: Vec<u8>) -> StoreResult<()> {
+        let mut upload = self.create_upload(key).await?;
+        if let Err(e) = upload.write(&bytes).await {
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        upload.finish().await.map(|_| ())
+    }
+
+    async fn get_blob(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.get(key, u64::MAX).await
+    }
+
+    async fn delete_blob(&self, key: &str) -> StoreResult<()> {
+        self.delete(key).await
+    }
+}
+
+struct FolderUpload {
+    /// `None` once finished or aborted, so `Drop` knows whether the temp file is still ours.
+    file: Option<BufWriter<tokio::fs::File>>,
+    temp: PathBuf,
+    dest: PathBuf,
+    size: u64,
+}
+
+impl FolderUpload {
+    fn file(&mut self) -> StoreResult<&mut BufWriter<tokio::fs::File>> {
+        self.file.as_mut().ok_or_else(|| StoreError::Internal("bundle upload already closed".into()))
+    }
+
+    async fn complete(&mut self) -> StoreResult<()> {
+        let temp = self.temp.clone();
+        let file = self.file()?;
+        file.flush().await.map_err(|e| io_error("writing", &temp, e))?;
+        // Durable before visible: a crash after the rename must not leave a short file.
+        file.get_ref().sync_all().await.map_err(|e| io_error("syncing", &temp, e))?;
+        tokio::fs::rename(&temp, &self.dest).await.map_err(|e| io_error("renaming", &temp, e))?;
+        self.file = None;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Upload for FolderUpload {
+    async fn write(&mut self, bytes: &[u8]) -> StoreResult<()> {
+        let temp = self.temp.clone();
+        if let Err(e) = self.file()?.write_all(bytes).await {
+            // Part of `bytes` may be in the file: the upload is spoilt, so it ends here.
+            self.file = None;
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(io_error("writing", &temp, e));
+        }
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> StoreResult<u64> {
+        // On failure `Drop` removes the temp file.
+        self.complete().await?;
+        Ok(self.size)
+    }
+
+    async fn abort(mut self: Box<Self>) -> StoreResult<()> {
+        self.file = None;
+        match tokio::fs::remove_file(&self.temp).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("deleting", &self.temp, e)),
+        }
+    }
+}
+
+impl Drop for FolderUpload {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            // Best effort, and quick: one unlink. A leftover is swept later anyway.
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The object store for export bundles (and for rows too large for a DynamoDB item): one trait,
+//! two adapters (a local folder, S3), one conformance suite (`tests/tests/bundle_conformance.rs`).
+//!
+//! Bundles can be far larger than a Lambda response or its memory, so they are written as a
+//! stream ([`Upload`]) and handed to clients as links that need no token ([`BundleStore::download_url`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::BundlesUrl;
+use crate::store::{Blobs, StoreError, StoreResult};
+
+pub mod folder;
+pub mod links;
+pub mod s3;
+
+pub use links::{LinkError, LinkSigner};
+
+#[async_trait]
+pub trait BundleStore: Blobs + Send + Sync {
+    /// Starts a streamed write of `key`. Memory stays bounded by one part (~8 MiB) however
+    /// large the object.
+    async fn create_upload(&self, key: &str) -> StoreResult<Box<dyn Upload>>;
+
+    /// The whole object, or `None`. An object larger than `max_bytes` is `TooLarge` (checked
+    /// before reading, so a huge object never lands in memory).
+    async fn get(&self, key: &str, max_bytes: u64) -> StoreResult<Option<Vec<u8>>>;
+
+    /// The object as a stream of chunks, with its size, or `None`: for serving a bundle without
+    /// holding it in memory.
+    async fn open_stream(&self, key: &str) -> StoreResult<Option<(u64, ByteStream)>>;
+
+    /// Size in bytes, or `None` when absent.
+    async fn head(&self, key: &str) -> StoreResult<Option<u64>>;
+
+    /// A URL that a plain HTTP GET with no token can fetch until `expires_at` (unix seconds).
+    /// S3: a presigned GET. Folder: a signed link to the local-only download route under
+    /// `public_base` (e.g. `http://127.0.0.1:9000`).
+    async fn download_url(&self, key: &str, expires_at: i64, public_base: &str) -> StoreResult<String>;
+
+    /// Same for a plain HTTP PUT of the object's bytes (presigned PUT / signed local upload link).
+    async fn upload_url(&self, key: &str, expires_at: i64, public_base: &str) -> StoreResult<String>;
+
+    /// Deletes objects under `prefix` older than `max_age`; returns how many. Folder: a real
+    /// sweep. S3: `Ok(0)`, as a bucket lifecycle rule expires them.
+    async fn sweep(&self, prefix: &str, max_age: Duration) -> StoreResult<usize>;
+
+    /// Deletes `key`; deleting an absent key is not an error.
+    async fn delete(&self, key: &str) -> StoreResult<()>;
+}
+
+/// One object being written. Dropping it without `finish` or `abort` abandons the write:
+/// nothing becomes visible, and the adapter cleans up what it can.
+#[async_trait]
+pub trait Upload: Send {
+    async fn write(&mut self, bytes: &[u8]) -> StoreResult<()>;
+
+    /// Completes the object; returns its size. Nothing is visible under the key before this.
+    async fn finish(self: Box<Self>) -> StoreResult<u64>;
+
+    async fn abort(self: Box<Self>) -> StoreResult<()>;
+}
+
+pub type DynBundles = Arc<dyn BundleStore>;
+
+/// An object's bytes as they come off disk or the network.
+pub type ByteStream = futures::stream::BoxStream<'static, StoreResult<bytes::Bytes>>;
+
+/// Opens the bundle store a `WORKSPACES_BUNDLES` URL names; `signer` signs the folder's links.
+pub async fn open(url: &BundlesUrl, signer: LinkSigner) -> StoreResult<DynBundles> {
+    match url {
+        BundlesUrl::Folder(root) => Ok(Arc::new(folder::FolderBundles::open(root, signer)?)),
+        BundlesUrl::S3 { bucket, prefix } => Ok(Arc::new(s3::S3Bundles::from_env(bucket, prefix).await)),
+    }
+}
+
+/// Whether `c` may appear in a key. Kept to characters that are safe unescaped in a URL path,
+/// a file name and an S3 key alike, so both adapters accept exactly the same keys.
+pub fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '+' | '/' | '-')
+}
+
+/// Rejects keys outside `[A-Za-z0-9_.@+/-]`, absolute ones, and empty or dot-led segments
+/// (which rules out `..` and the folder adapter's hidden temp files). Keys are built by our
+/// code, so a bad one is a bug: `Internal`.
+pub fn check_key(key: &str) -> StoreResult<()> {
+    let valid = !key.is_empty()
+        && key.chars().all(is_key_char)
+        && key.split('/').all(|segment| !segment.is_empty() && !segment.starts_with('.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Internal(format!("invalid bundle key {key:?}")))
+    }
+}
+
+/// Same rules for a sweep prefix, which may also be empty (everything) or end with `/`.
+pub fn check_prefix(prefix: &str) -> StoreResult<()> {
+    match prefix.strip_suffix('/').unwrap_or(prefix) {
+        "" => Ok(()),
+        trimmed => check_key(trimmed),
+    }
+}
+
+/// Unix seconds now (0 if the clock is before 1970, which only makes links look expired).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// How long a link made now for `expires_at` lives; a time already past is a caller bug.
+pub(crate) fn lifetime(expires_at: i64) -> StoreResult<Duration> {
+    let secs = expires_at.saturating_sub(now_unix());
+    match u64::try_from(secs) {
+        Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+        _ => Err(StoreError::Internal(format!("a link expiring at {expires_at} would already be expired"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_plain_relative_paths() {
+        for ok in ["a", "exports/acme/ann/x-1.json", "a@b+c_d.e/f"] {
+            assert!(check_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/../b", "a/./b", ".hidden", "a\\b", "a b", "é", "a?b", "a%2e"] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+        assert!(check_prefix("").is_ok());
+        assert!(check_prefix("exports/").is_ok());
+        assert!(check_prefix("exports/ac").is_ok());
+        assert!(check_prefix("../").is_err());
+    }
+
+    #[test]
+    fn lifetimes_must_be_in_the_future() {
+        assert!(lifetime(now_unix() - 1).is_err());
+        assert!(lifetime(now_unix() + 60).is_ok_and(|d| d.as_secs() >= 59));
+    }
+}

@@ -1,0 +1,120 @@
+//! The contract every adapter must meet.
+
+use shared::bundles::s3::PART_SIZE;
+use shared::store::StoreError;
+
+use super::support::{get, head, noise, put, sha, soon, stream};
+use super::Fixture;
+
+const MIB: usize = 1024 * 1024;
+
+pub async fn streamed_upload_round_trips_and_stays_invisible_until_finished(f: &Fixture) {
+    let (key, total) = ("exports/acme/big.json", 20 * MIB + 12_345);
+    // Odd-sized writes, so part boundaries fall mid-write.
+    let (upload, digest) = stream(f.store.as_ref(), key, total, 100_003).await;
+    assert_eq!(head(f.store.as_ref(), key).await, None, "visible before finish");
+    assert_eq!(get(f.store.as_ref(), key).await, None, "readable before finish");
+    assert_eq!(upload.finish().await.expect("finish"), total as u64);
+    assert_eq!(head(f.store.as_ref(), key).await, Some(total as u64));
+    let got = get(f.store.as_ref(), key).await.expect("present after finish");
+    assert_eq!(got.len(), total);
+    assert_eq!(sha(&got), digest, "content differs");
+}
+
+pub async fn sizes_around_the_part_boundary_round_trip(f: &Fixture) {
+    for size in [0, 1, PART_SIZE - 1, PART_SIZE, PART_SIZE + 1] {
+        let key = format!("sizes/{size}.bin");
+        let bytes = noise(size as u64, size);
+        put(f.store.as_ref(), &key, &bytes).await;
+        assert_eq!(head(f.store.as_ref(), &key).await, Some(size as u64), "{key}");
+        assert_eq!(get(f.store.as_ref(), &key).await.map(|b| sha(&b)), Some(sha(&bytes)), "{key}");
+    }
+}
+
+pub async fn abort_leaves_nothing(f: &Fixture) {
+    // Past one part, so S3 has a multipart upload to abort.
+    let (upload, _) = stream(f.store.as_ref(), "aborted/a.json", PART_SIZE + 3 * MIB, 1_000_003).await;
+    upload.abort().await.expect("abort");
+    assert_eq!(head(f.store.as_ref(), "aborted/a.json").await, None);
+    let (upload, _) = stream(f.store.as_ref(), "aborted/small.json", 10, 10).await;
+    upload.abort().await.expect("abort of a one-part upload");
+    assert_eq!(head(f.store.as_ref(), "aborted/small.json").await, None);
+}
+
+pub async fn a_dropped_upload_leaves_nothing(f: &Fixture) {
+    let (upload, _) = stream(f.store.as_ref(), "dropped/a.json", PART_SIZE + MIB, 1 << 20).await;
+    drop(upload);
+    assert_eq!(head(f.store.as_ref(), "dropped/a.json").await, None);
+}
+
+pub async fn get_refuses_objects_over_the_limit(f: &Fixture) {
+    put(f.store.as_ref(), "limit/a.json", &[b'x'; 1000]).await;
+    let refused = f.store.get("limit/a.json", 999).await;
+    assert!(matches!(refused, Err(StoreError::TooLarge(ref m)) if m.contains("1000")), "{refused:?}");
+    let api: shared::ApiError = StoreError::TooLarge("x".into()).into();
+    assert_eq!(api.status, 413);
+    let fits = f.store.get("limit/a.json", 1000).await.expect("at the limit");
+    assert_eq!(fits.map(|b| b.len()), Some(1000));
+    assert_eq!(f.store.get("limit/absent.json", 0).await.expect("absent"), None);
+}
+
+pub async fn absent_keys_are_none_and_delete_is_idempotent(f: &Fixture) {
+    assert_eq!(get(f.store.as_ref(), "nope/a.json").await, None);
+    assert_eq!(head(f.store.as_ref(), "nope/a.json").await, None);
+    f.store.delete("nope/a.json").await.expect("deleting an absent key");
+    put(f.store.as_ref(), "del/a.json", b"{}").await;
+    f.store.delete("del/a.json").await.expect("delete");
+    assert_eq!(head(f.store.as_ref(), "del/a.json").await, None);
+    f.store.delete("del/a.json").await.expect("delete again");
+}
+
+pub async fn a_second_upload_replaces_the_first(f: &Fixture) {
+    put(f.store.as_ref(), "over/a.json", &noise(1, 3 * MIB)).await;
+    put(f.store.as_ref(), "over/a.json", b"short").await;
+    assert_eq!(get(f.store.as_ref(), "over/a.json").await.as_deref(), Some(&b"short"[..]));
+}
+
+pub async fn upload_link_takes_a_plain_put(f: &Fixture) {
+    let bytes = noise(7, 3 * MIB + 17);
+    let url = f.store.upload_url("uploads/t1/bnd_1.json", soon(), super::BASE).await.expect("upload_url");
+    f.follow_put(&url, bytes.clone()).await.unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+    let got = get(f.store.as_ref(), "uploads/t1/bnd_1.json").await.expect("uploaded");
+    assert_eq!(sha(&got), sha(&bytes));
+}
+
+pub async fn download_link_serves_a_plain_get(f: &Fixture) {
+    let bytes = noise(8, 2 * MIB + 5);
+    put(f.store.as_ref(), "exports/t1/bnd_2.json", &bytes).await;
+    let url = f.store.download_url("exports/t1/bnd_2.json", soon(), super::BASE).await.expect("download_url");
+    let got = f.follow_get(&url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(sha(&got), sha(&bytes));
+}
+
+pub async fn links_must_expire_in_the_future(f: &Fixture) {
+    let past = shared::bundles::now_unix() - 1;
+    assert!(f.store.download_url("exports/a.json", past, super::BASE).await.is_err());
+    assert!(f.store.upload_url("exports/a.json", past, super::BASE).await.is_err());
+}
+
+pub async fn blobs_round_trip(f: &Fixture) {
+    let bytes = noise(9, 600_000);
+    f.store.put_blob("blobs/ws_1/rows/r1", bytes.clone()).await.expect("put_blob");
+    assert_eq!(f.store.get_blob("blobs/ws_1/rows/r1").await.expect("get_blob"), Some(bytes));
+    f.store.put_blob("blobs/ws_1/rows/r1", b"v2".to_vec()).await.expect("overwrite");
+    assert_eq!(f.store.get_blob("blobs/ws_1/rows/r1").await.expect("get_blob"), Some(b"v2".to_vec()));
+    f.store.delete_blob("blobs/ws_1/rows/r1").await.expect("delete_blob");
+    assert_eq!(f.store.get_blob("blobs/ws_1/rows/r1").await.expect("get_blob"), None);
+    f.store.delete_blob("blobs/ws_1/rows/r1").await.expect("delete_blob again");
+}
+
+pub async fn unsafe_keys_are_refused(f: &Fixture) {
+    for key in ["../escape.json", "a/../../b", "/abs.json", "a\\b", "a//b", "", "a b", ".hidden", "a?b=c"] {
+        assert!(f.store.create_upload(key).await.is_err(), "create_upload {key:?}");
+        assert!(f.store.get(key, 10).await.is_err(), "get {key:?}");
+        assert!(f.store.head(key).await.is_err(), "head {key:?}");
+        assert!(f.store.delete(key).await.is_err(), "delete {key:?}");
+        assert!(f.store.download_url(key, soon(), super::BASE).await.is_err(), "download_url {key:?}");
+        assert!(f.store.put_blob(key, vec![1]).await.is_err(), "put_blob {key:?}");
+    }
+    assert!(f.store.sweep("../", std::time::Duration::ZERO).await.is_err());
+}
