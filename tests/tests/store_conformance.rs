@@ -2,11 +2,13 @@
 //! temp file, DynamoDB on a fresh table (moto locally; `make test` starts it and sets
 //! `AWS_ENDPOINT_URL_DYNAMODB`). Each case in `cases` takes a `&dyn Store`; `conformance!`
 //! turns every case into one `#[tokio::test]` per adapter, so the adapters cannot drift apart.
-//! DynamoDB-only checks (item layout, error mapping, table setup) live in `dynamodb_only`.
+//! DynamoDB-only checks (item layout, error mapping, table setup) live in `dynamodb_only`, and
+//! those of the tables' item layout (blobs, sweeping, timing) in `dynamodb_tables`.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -16,7 +18,8 @@ use serde_json::{json, Map, Value};
 use shared::model::{now_timestamp, Owner, Scope, Workspace, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
 use shared::store::sqlite::SqliteStore;
-use shared::store::{Store, StoreError};
+use shared::store::{Blobs, Store, StoreError, StoreResult};
+use shared::tables::{Column, Commit, Row, TableMeta, TableWrite, WsKey};
 
 const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_DYNAMODB";
 const REQUIRE_VAR: &str = "WORKSPACES_TEST_REQUIRE_AWS";
@@ -35,7 +38,40 @@ async fn fresh_sqlite(_case: &str) -> Option<Fixture> {
 
 async fn fresh_dynamo(case: &str) -> Option<Fixture> {
     let (store, _) = fresh_dynamo_store(case).await?;
+    let store = store.with_blobs(Arc::new(MemBlobs::default()));
     Some(Fixture { store: Box::new(store), _dir: None })
+}
+
+/// An in-memory `Blobs`, standing in for the bundle store that holds rows too large for an item.
+#[derive(Default)]
+pub struct MemBlobs {
+    objects: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl MemBlobs {
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.objects.lock().expect("blobs lock").keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[async_trait::async_trait]
+impl Blobs for MemBlobs {
+    async fn put_blob(&self, key: &str, bytes: Vec<u8>) -> StoreResult<()> {
+        shared::bundles::check_key(key)?;
+        self.objects.lock().expect("blobs lock").insert(key.to_owned(), bytes);
+        Ok(())
+    }
+
+    async fn get_blob(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.objects.lock().expect("blobs lock").get(key).cloned())
+    }
+
+    async fn delete_blob(&self, key: &str) -> StoreResult<()> {
+        self.objects.lock().expect("blobs lock").remove(key);
+        Ok(())
+    }
 }
 
 /// The endpoint to test against; `None` (after a loud SKIP) when there is none and none is
@@ -103,6 +139,20 @@ macro_rules! conformance {
             metadata_round_trips_exactly,
             description_none_and_some,
             ids_with_punctuation,
+            tables_commit_creates_and_lists,
+            tables_read_rows_in_byte_order,
+            tables_paging_across_shards,
+            tables_get_rows_returns_only_present_keys,
+            tables_merge_replaces_and_keeps,
+            tables_delete_rows,
+            tables_drop_tables,
+            tables_commit_creates_the_workspace,
+            tables_delete_workspace,
+            tables_tenancy,
+            tables_fault_injection_is_all_or_nothing,
+            tables_large_row_round_trips,
+            tables_many_rows_are_batched,
+            tables_concurrent_commits_never_lose_writes,
         );
     };
     (@cases $adapter:ident, $fresh:path; $($case:ident),+ $(,)?) => {
@@ -198,9 +248,15 @@ mod support {
     }
 }
 
+#[path = "store_conformance/dynamodb_tables.rs"]
+mod dynamodb_tables;
+#[path = "store_conformance/table_cases.rs"]
+mod table_cases;
+
 /// The contract. Every function here runs once per adapter.
 mod cases {
     use super::support::*;
+    pub use super::table_cases::*;
     use super::*;
 
     pub async fn create_then_get(store: &dyn Store) {

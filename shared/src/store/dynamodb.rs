@@ -2,36 +2,100 @@
 //!
 //! - table key `PK` (HASH) / `SK` (RANGE); a workspace is `PK = <owner key>`, `SK = ws#<id>`;
 //! - GSI `by_updated`: `GSI1PK = <owner key>#ws`, `GSI1SK = Workspace::list_key()`, projection ALL;
-//! - TTL attribute `expires_at` (epoch seconds), not written yet.
+//! - TTL attribute `expires_at` (epoch seconds), on pending commit records only.
 //!
 //! Every key starts with the owner's tenancy key, so no request can reach another owner's items,
 //! and listing is a Query on the GSI, never a Scan.
+//!
+//! # Tables: copy-on-write versions and one small commit point
+//!
+//! A commit may write far more than a DynamoDB transaction holds (100 items), so it is made
+//! all-or-nothing differently. Items, for a workspace with key `W = WsKey::key()`:
+//!
+//! - manifest `PK = W`, `SK = manifest`: `rev` (N) and `tables` (S, JSON: name →
+//!   `{"v": version, "columns": [...], "key": key column, "rows": row count, "shards": n}`);
+//! - row `PK = W#t#<table>#v#<version>#s#<shard>`, `SK = <row key>`: `row` (S, the row's JSON,
+//!   column order kept) or, when that text is over 350,000 bytes, `blob` (S, an object key of
+//!   the configured [`Blobs`]; without one such a row is `Internal`, never dropped or cut);
+//! - commit record `PK = W`, `SK = commit#<version>`: `state` (`pending` → `committed`, or
+//!   `aborting` when a sweep gives up on it), `versions` it writes, `superseded` versions it
+//!   replaced, `created`/`committed_at` (epoch s), `expires_at` while pending.
+//!
+//! A version is `<commit id>.<manifest rev the commit started from>`: a retry after a crash,
+//! from the same base, rewrites the same items; a retry after success starts from a new rev.
+//! So a commit id must name one change: reused for other content from the same base, rows the
+//! first attempt wrote and the second does not would join the version.
+//! A version has clamp(⌈rows / 1000⌉, 1, 64) shards (rows bounded above by current + upserted
+//! rows); a key's shard is the first 8 bytes of sha256(key) as a big-endian u64, mod shards.
+//!
+//! Invariants:
+//!
+//! 1. Readers see only what the manifest names. `list_tables`, `read_rows` and `get_rows` read
+//!    the manifest (consistently) first, then only the version it names for the table, so rows of
+//!    uncommitted or superseded versions are invisible by construction.
+//! 2. A commit becomes visible in exactly one write: a TransactWriteItems that puts the manifest
+//!    on condition `rev` is still the one it started from (`attribute_not_exists` when there was
+//!    none), creates the workspace when asked (a Put conditional on its absence, or a condition
+//!    check that it still exists), and flips its record from `pending` to `committed`. Before it,
+//!    nothing of the commit is visible; after it, all of it is. Losing the condition is
+//!    `Conflict`, so of two concurrent commits one fails rather than one losing the other's rows.
+//! 3. Version items are written only after their pending record exists, so every row item of
+//!    a version that is not live is findable from a record (until the record's 1-day TTL: a
+//!    workspace with no commit or delete for a day after a crash keeps that garbage).
+//! 4. Row items of a version the current manifest names are never deleted, whatever a record
+//!    says. Superseded versions are deleted after the commit (best effort; failures stay in the
+//!    committed record for the next sweep); versions of a pending record are deleted only once it
+//!    is over 20 minutes old (no commit runs that long: Lambda stops at 15) and after marking it
+//!    `aborting` on condition it is unchanged, so an abort and a retry of the same commit never
+//!    interleave (the retry refreshes the pending record or finds it aborting and gets `Conflict`).
+//! 5. A read that raced a commit and its garbage collection is retried: after reading, the
+//!    manifest is read again, and only if it still names the version read is the answer returned
+//!    (collection of a version starts only after the manifest stops naming it).
+//! 6. Every version has its own blobs, so collecting one version never breaks another.
+//!
+//! Round trips: `list_tables` 1. `read_rows` 1 + one Query per shard (in parallel, each asking
+//! for its share of `limit` plus a margin; a shard that runs dry before the page is full is
+//! queried again) + 1 manifest re-read. `get_rows`: 1, ⌈keys / 100⌉ BatchGetItem (8 in
+//! flight), 1. `commit`: 1 round of 2–3 in parallel (manifest GetItem, commit-record Query, and the
+//! workspace GetItem when `create_workspace`), 1 record PutItem, the current versions of the
+//! touched tables read (1 Query per 1,000 rows per shard, overlapped with writing), ⌈rows / 25⌉
+//! BatchWriteItem (32 in flight), 1 TransactWriteItems, then collection: the superseded
+//! versions' keys (1 Query per 1,000) and ⌈rows / 25⌉ BatchWriteItem deletes, and 1 DeleteItem
+//! of the record. So a commit of 10,000 new rows is 405 requests, and a commit into a table of
+//! 10,000 rows also reads and later deletes those 10,000. `delete_workspace`: 1 round of 3 in
+//! parallel, 1 transaction, then collection. The sweep adds work only when it finds some (at
+//! most 20,000 row deletes per call).
+//!
+//! Cost to keep in mind: every commit rewrites each table it touches in full (copy-on-write), so
+//! its cost grows with the size of the tables touched, not with the size of the change.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt::Debug;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ReturnValue, ScalarAttributeType, TableDescription, TableStatus,
-    TimeToLiveSpecification, TimeToLiveStatus,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeySchemaElement, KeyType, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
 
-use super::{Store, StoreError, StoreResult};
+use super::{Blobs, Store, StoreError, StoreResult};
 use crate::model::{list_key, Owner, Scope, Workspace, WorkspaceDraft};
+use crate::tables::{Commit, Row, TableMeta, WsKey};
+
+mod batch;
+mod commit;
+mod delete;
+mod gc;
+mod layout;
+mod plan;
+mod read;
+mod setup;
 
 pub const GSI_BY_UPDATED: &str = "by_updated";
 pub const TTL_ATTRIBUTE: &str = "expires_at";
-
-/// How long `create_table_if_missing` waits for a new table (real DynamoDB takes seconds).
-const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
-const TABLE_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -41,10 +105,20 @@ const SAVE_SET: &str = "SET #id = :id, #name = :name, #metadata = :metadata, #sc
      #updated_by = :writer, #updated_at = :now, #gsi1pk = :gsi1pk, #gsi1sk = :gsi1sk, \
      #author = if_not_exists(#author, :writer), #created_at = if_not_exists(#created_at, :now)";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Where rows over `layout::INLINE_ROW_MAX` go; `None`: such rows are refused.
+    blobs: Option<Arc<dyn Blobs>>,
+    /// See `Store::inject_commit_fault`.
+    fault_after_rows: Arc<Mutex<Option<usize>>>,
+}
+
+impl Debug for DynamoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStore").field("table", &self.table).field("blobs", &self.blobs.is_some()).finish()
+    }
 }
 
 impl DynamoStore {
@@ -56,123 +130,27 @@ impl DynamoStore {
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), blobs: None, fault_after_rows: Arc::new(Mutex::new(None)) }
     }
 
-    /// Creates the table with the layout above (on-demand billing) unless it exists, waits until
-    /// it and its index are ACTIVE and turns TTL on. An existing table with another key layout is
-    /// an error rather than a silent mismatch. For tests and local runs; AWS gets it from the
-    /// template.
-    pub async fn create_table_if_missing(&self) -> StoreResult<()> {
-        match self.client.describe_table().table_name(&self.table).send().await {
-            Ok(out) => {
-                if let Some(table) = out.table() {
-                    check_layout(&self.table, table)?;
-                }
-            }
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
-                self.create_table().await?;
-            }
-            Err(e) => return Err(store_error("DescribeTable", e)),
-        }
-        self.wait_until_active().await?;
-        self.enable_ttl().await
+    /// Stores rows too large for an item (JSON over 350,000 bytes) in `blobs`, under `rows/`.
+    pub fn with_blobs(self, blobs: Arc<dyn Blobs>) -> Self {
+        Self { blobs: Some(blobs), ..self }
     }
 
-    async fn create_table(&self) -> StoreResult<()> {
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(build_error)
-        };
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(GSI_BY_UPDATED)
-            .key_schema(key_element("GSI1PK", KeyType::Hash)?)
-            .key_schema(key_element("GSI1SK", KeyType::Range)?)
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
-            .build()
-            .map_err(build_error)?;
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .attribute_definitions(attr("PK")?)
-            .attribute_definitions(attr("SK")?)
-            .attribute_definitions(attr("GSI1PK")?)
-            .attribute_definitions(attr("GSI1SK")?)
-            .key_schema(key_element("PK", KeyType::Hash)?)
-            .key_schema(key_element("SK", KeyType::Range)?)
-            .global_secondary_indexes(index)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            // Someone else created it between our DescribeTable and CreateTable: fine.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
-            Err(e) => Err(store_error("CreateTable", e)),
-        }
+    fn fault(&self) -> StoreResult<Option<usize>> {
+        self.fault_after_rows.lock().map(|f| *f).map_err(|_| StoreError::Internal("fault lock poisoned".into()))
     }
 
-    async fn wait_until_active(&self) -> StoreResult<()> {
-        let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
-        loop {
-            let out = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map_err(|e| store_error("DescribeTable", e))?;
-            if let Some(table) = out.table() {
-                let indexes_ready = table
-                    .global_secondary_indexes()
-                    .iter()
-                    .all(|i| i.index_status().is_none_or(|s| *s == IndexStatus::Active));
-                if table.table_status() == Some(&TableStatus::Active) && indexes_ready {
-                    return Ok(());
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(StoreError::Unavailable(format!(
-                    "DynamoDB table {} is not ACTIVE after {}s",
-                    self.table,
-                    TABLE_ACTIVE_TIMEOUT.as_secs()
-                )));
-            }
-            tokio::time::sleep(TABLE_POLL_INTERVAL).await;
-        }
-    }
-
-    /// Checked rather than remembered from creation, so a run that died between CreateTable
-    /// and here still ends with TTL on.
-    async fn enable_ttl(&self) -> StoreResult<()> {
-        let out = self
-            .client
-            .describe_time_to_live()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| store_error("DescribeTimeToLive", e))?;
-        let status = out.time_to_live_description().and_then(|d| d.time_to_live_status());
-        if !matches!(status, None | Some(TimeToLiveStatus::Disabled)) {
-            return Ok(());
-        }
-        let spec = TimeToLiveSpecification::builder()
-            .attribute_name(TTL_ATTRIBUTE)
-            .enabled(true)
-            .build()
-            .map_err(build_error)?;
-        self.client
-            .update_time_to_live()
-            .table_name(&self.table)
-            .time_to_live_specification(spec)
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateTimeToLive", e))?;
-        Ok(())
+    /// The blob store a large row of `table` needs.
+    fn blobs(&self, table: &str, key: &str) -> StoreResult<&Arc<dyn Blobs>> {
+        self.blobs.as_ref().ok_or_else(|| {
+            StoreError::Internal(format!(
+                "row {} of table {table} is over {} bytes of JSON and no blob store is configured",
+                layout::short(key),
+                layout::INLINE_ROW_MAX
+            ))
+        })
     }
 }
 
@@ -288,6 +266,38 @@ impl Store for DynamoStore {
         out.truncate(limit);
         Ok(out)
     }
+
+    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
+        self.list_tables_impl(ws).await
+    }
+
+    async fn read_rows(
+        &self,
+        ws: &WsKey,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Row)>> {
+        self.read_rows_impl(ws, table, after, limit).await
+    }
+
+    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
+        self.get_rows_impl(ws, table, keys).await
+    }
+
+    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
+        self.commit_impl(ws, commit).await
+    }
+
+    async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
+        self.delete_workspace_impl(owner, id).await
+    }
+
+    fn inject_commit_fault(&self, after_rows: Option<usize>) {
+        if let Ok(mut f) = self.fault_after_rows.lock() {
+            *f = after_rows;
+        }
+    }
 }
 
 fn workspace_sk(id: &str) -> String {
@@ -296,6 +306,30 @@ fn workspace_sk(id: &str) -> String {
 
 fn workspace_gsi1pk(owner: &Owner) -> String {
     format!("{}#ws", owner.key())
+}
+
+/// A new workspace item, as a first `save_workspace` of `draft` writes it.
+fn new_workspace_item(owner: &Owner, draft: &WorkspaceDraft) -> StoreResult<Item> {
+    let metadata = serde_json::to_string(&draft.metadata)
+        .map_err(|e| StoreError::Internal(format!("metadata of {} does not serialize: {e}", draft.id)))?;
+    let mut item = HashMap::from([
+        ("PK".to_owned(), s(owner.key())),
+        ("SK".to_owned(), s(workspace_sk(&draft.id))),
+        ("GSI1PK".to_owned(), s(workspace_gsi1pk(owner))),
+        ("GSI1SK".to_owned(), s(list_key(&draft.now, draft.scope, &draft.id))),
+        ("id".to_owned(), s(&draft.id)),
+        ("name".to_owned(), s(&draft.name)),
+        ("metadata".to_owned(), s(metadata)),
+        ("scope".to_owned(), s(draft.scope.as_str())),
+        ("author".to_owned(), s(&draft.writer)),
+        ("updated_by".to_owned(), s(&draft.writer)),
+        ("created_at".to_owned(), s(&draft.now)),
+        ("updated_at".to_owned(), s(&draft.now)),
+    ]);
+    if let Some(description) = &draft.description {
+        item.insert("description".to_owned(), s(description));
+    }
+    Ok(item)
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -308,27 +342,6 @@ fn key_element(name: &str, key_type: KeyType) -> StoreResult<KeySchemaElement> {
 
 fn build_error(e: BuildError) -> StoreError {
     StoreError::Internal(format!("DynamoDB request: {e}"))
-}
-
-/// Refuses to run against a table whose keys are not ours: writes would fail anyway, later
-/// and less clearly.
-fn check_layout(name: &str, table: &TableDescription) -> StoreResult<()> {
-    let keys = |schema: &[KeySchemaElement]| -> Vec<(String, KeyType)> {
-        schema.iter().map(|k| (k.attribute_name().to_owned(), k.key_type().clone())).collect()
-    };
-    let want = |hash: &str, range: &str| vec![(hash.to_owned(), KeyType::Hash), (range.to_owned(), KeyType::Range)];
-    let table_ok = keys(table.key_schema()) == want("PK", "SK");
-    let index_ok = table
-        .global_secondary_indexes()
-        .iter()
-        .any(|i| i.index_name() == Some(GSI_BY_UPDATED) && keys(i.key_schema()) == want("GSI1PK", "GSI1SK"));
-    if table_ok && index_ok {
-        Ok(())
-    } else {
-        Err(StoreError::Internal(format!(
-            "DynamoDB table {name} exists without the expected layout (PK/SK keys and GSI {GSI_BY_UPDATED} on GSI1PK/GSI1SK)"
-        )))
-    }
 }
 
 /// Reads a stored item back; anything missing or mistyped is an error, never a panic or a

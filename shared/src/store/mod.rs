@@ -19,6 +19,9 @@ pub enum StoreError {
     /// The backend is throttling or unreachable (mapped to 503; safe to retry).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// An object is larger than the caller can take (mapped to 413).
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// Anything else (mapped to 500, logged, never shown).
     #[error("store failure: {0}")]
     Internal(String),
@@ -31,13 +34,12 @@ impl From<StoreError> for crate::error::ApiError {
         match e {
             StoreError::Conflict(m) => crate::error::ApiError::conflict(m),
             StoreError::Unavailable(m) => crate::error::ApiError::unavailable(m),
+            StoreError::TooLarge(m) => crate::error::ApiError::too_large(m),
             StoreError::Internal(m) => crate::error::ApiError::internal(m),
         }
     }
 }
 
-// TEMP(defaults): removed when the DynamoDB adapter's tables half lands.
-#[allow(unused_variables)]
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Creates the workspace `draft.id` under `owner`, or updates it in place when it exists
@@ -52,40 +54,32 @@ pub trait Store: Send + Sync {
     async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>>;
 
     /// Every table of the workspace, by name. Empty for a workspace without tables (or absent).
-    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
-                Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
-    }
+    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>>;
 
     /// Up to `limit` rows of `table` in key order (byte order of the key text), strictly after
     /// the key `after`. Memory stays bounded however large the table is.
-    async fn read_rows(&self, ws: &WsKey, table: &str, after: Option<&str>, limit: usize)
-        -> StoreResult<Vec<(String, Row)>> {
-        let _ = (ws, table, after, limit);
-        Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
-    }
+    async fn read_rows(
+        &self,
+        ws: &WsKey,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Row)>>;
 
     /// The stored rows among `keys` (any number; absent keys are simply not in the answer).
-    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
-                Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
-    }
+    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>>;
 
     /// Applies the commit all or nothing (see [`Commit`]). A concurrent commit to the same
     /// workspace makes one of them fail with `Conflict` rather than lose the other's writes.
-    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
-                Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
-    }
+    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()>;
 
     /// Deletes the workspace with all its tables; `None` when it does not exist. Returns the
     /// number of rows that went.
-    async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
-                Err(StoreError::Internal("TEMP: not implemented by this adapter yet".into()))
-    }
+    async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>>;
 
     /// Test support, a stand-in for a crash: while set, every commit fails (with
-    /// `Unavailable`) after writing this many rows and before anything becomes visible.
-    fn inject_commit_fault(&self, after_rows: Option<usize>) {
-        let _ = after_rows;
-    }
+    /// `Unavailable`) after writing up to this many rows and before anything becomes visible.
+    fn inject_commit_fault(&self, after_rows: Option<usize>);
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -99,9 +93,10 @@ pub trait Blobs: Send + Sync {
 }
 
 /// Opens the store a `WORKSPACES_STORE` URL names.
-pub async fn open(url: &StoreUrl) -> StoreResult<DynStore> {
+/// `blobs` takes the rows too large for a DynamoDB item (SQLite stores any size itself).
+pub async fn open(url: &StoreUrl, blobs: Arc<dyn Blobs>) -> StoreResult<DynStore> {
     match url {
         StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
-        StoreUrl::DynamoDb { table } => Ok(Arc::new(dynamodb::DynamoStore::from_env(table).await)),
+        StoreUrl::DynamoDb { table } => Ok(Arc::new(dynamodb::DynamoStore::from_env(table).await.with_blobs(blobs))),
     }
 }

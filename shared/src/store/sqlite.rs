@@ -188,7 +188,9 @@ impl Store for SqliteStore {
         let ws = ws.key();
         self.with_conn(move |conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT name, columns, key_column, row_count FROM ws_tables WHERE ws = ?1 ORDER BY name")
+                .prepare_cached(
+                    "SELECT name, columns, key_column, row_count FROM ws_tables WHERE ws = ?1 ORDER BY name",
+                )
                 .map_err(from_sqlite)?;
             let rows = stmt
                 .query_map(params![ws], |r| {
@@ -254,13 +256,13 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
-        let ws = ws.key();
+        let (ws, owner_key) = (ws.key(), ws.owner.key());
         let fault = *self.fault_after_rows.lock().map_err(|_| internal("fault lock poisoned"))?;
         self.with_conn(move |conn| {
             // IMMEDIATE: take the write lock up front so a concurrent writer waits instead of
             // failing half-way with SQLITE_BUSY on upgrade.
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(from_sqlite)?;
-            apply_commit(&tx, &ws, &commit, fault)?;
+            apply_commit(&tx, &ws, &owner_key, &commit, fault)?;
             tx.commit().map_err(from_sqlite)
         })
         .await
@@ -296,9 +298,16 @@ fn row_from_text(key: String, data: &str) -> StoreResult<(String, TableRow)> {
     Ok((key, row))
 }
 
-fn apply_commit(tx: &rusqlite::Transaction<'_>, ws: &str, commit: &Commit, fault: Option<usize>) -> StoreResult<()> {
+/// `ws` is the workspace's `WsKey::key()`, `owner_key` its owner's key (passed, not parsed back
+/// out of `ws`: an owner named `ws` would make that ambiguous).
+fn apply_commit(
+    tx: &rusqlite::Transaction<'_>,
+    ws: &str,
+    owner_key: &str,
+    commit: &Commit,
+    fault: Option<usize>,
+) -> StoreResult<()> {
     if let Some(draft) = &commit.create_workspace {
-        let (owner_key, _) = ws.split_once("#ws#").ok_or_else(|| internal("bad workspace key"))?;
         let metadata = serde_json::to_string(&draft.metadata).map_err(internal)?;
         tx.execute(
             "INSERT INTO workspaces (owner, id, name, description, metadata, scope, author, updated_by,
@@ -332,8 +341,8 @@ fn apply_commit(tx: &rusqlite::Transaction<'_>, ws: &str, commit: &Commit, fault
             .prepare_cached("INSERT OR REPLACE INTO ws_rows (ws, tbl, key, data) VALUES (?1, ?2, ?3, ?4)")
             .map_err(from_sqlite)?;
         for (key, row) in &table.rows {
-            if fault.is_some_and(|n| written >= n) {
-                return Err(StoreError::Unavailable(format!("injected fault after {written} rows")));
+            if let Some(limit) = fault.filter(|limit| written >= *limit) {
+                return Err(injected_fault(written, limit));
             }
             let data = serde_json::to_string(row).map_err(internal)?;
             put.execute(params![ws, table.name, key, data]).map_err(from_sqlite)?;
@@ -360,5 +369,13 @@ fn apply_commit(tx: &rusqlite::Transaction<'_>, ws: &str, commit: &Commit, fault
         )
         .map_err(from_sqlite)?;
     }
+    // A commit with fewer rows than the limit fails too, at the last moment: "every commit".
+    if let Some(limit) = fault {
+        return Err(injected_fault(written, limit));
+    }
     Ok(())
+}
+
+fn injected_fault(written: usize, limit: usize) -> StoreError {
+    StoreError::Unavailable(format!("injected fault after {written} rows (limit {limit})"))
 }
