@@ -3,53 +3,67 @@
 
 /// Every public path starts with this; `{org}` and `{user}` must match the token.
 pub const PREFIX: &str = "/jarvispy/{org}/{user}/api/v1";
+/// Local-only routes (signed bundle links of the folder store) live here, outside the API.
+pub const LOCAL_PREFIX: &str = "/jarvispy/_local";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     SaveWorkspace,
     ListWorkspaces,
     LoadWorkspace,
+    CleanupWorkspace,
+    ExportTables,
+    ImportTables,
+    CreateBundleUpload,
+    SaveProject,
+    ListProjects,
+    LoadProject,
+    CleanupProject,
+    DownloadBundle,
+    UploadBundle,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     pub endpoint: Endpoint,
     pub method: &'static str,
-    /// Path pattern below [`PREFIX`], with `{name}` parameters.
+    /// Path pattern below [`PREFIX`] (or [`LOCAL_PREFIX`] when `local_only`), `{name}` parameters.
     pub path: &'static str,
     /// The Lambda binary (and `functions/<function>` folder) that serves it.
     pub function: &'static str,
-    /// Served only by the local router (e.g. signed bundle downloads), never deployed.
+    /// Served only by the local router (signed links to the bundle folder), never deployed:
+    /// in AWS the same links are presigned S3 URLs.
     pub local_only: bool,
 }
 
+const fn public(endpoint: Endpoint, method: &'static str, path: &'static str, function: &'static str) -> Route {
+    Route { endpoint, method, path, function, local_only: false }
+}
+
+const fn local(endpoint: Endpoint, method: &'static str, path: &'static str, function: &'static str) -> Route {
+    Route { endpoint, method, path, function, local_only: true }
+}
+
 pub const ROUTES: &[Route] = &[
-    Route {
-        endpoint: Endpoint::SaveWorkspace,
-        method: "POST",
-        path: "/workspaces/save",
-        function: "save-workspace",
-        local_only: false,
-    },
-    Route {
-        endpoint: Endpoint::ListWorkspaces,
-        method: "GET",
-        path: "/workspaces/list",
-        function: "list-workspaces",
-        local_only: false,
-    },
-    Route {
-        endpoint: Endpoint::LoadWorkspace,
-        method: "GET",
-        path: "/workspaces/{workspace_id}/load",
-        function: "load-workspace",
-        local_only: false,
-    },
+    public(Endpoint::SaveWorkspace, "POST", "/workspaces/save", "save-workspace"),
+    public(Endpoint::ListWorkspaces, "GET", "/workspaces/list", "list-workspaces"),
+    public(Endpoint::LoadWorkspace, "GET", "/workspaces/{workspace_id}/load", "load-workspace"),
+    public(Endpoint::CleanupWorkspace, "POST", "/workspaces/{workspace_id}/cleanup", "cleanup-workspace"),
+    public(Endpoint::ExportTables, "POST", "/workspaces/{workspace_id}/export-tables", "export-tables"),
+    public(Endpoint::ImportTables, "POST", "/workspaces/import-tables", "import-tables"),
+    public(Endpoint::CreateBundleUpload, "POST", "/workspaces/bundles", "create-bundle-upload"),
+    public(Endpoint::SaveProject, "POST", "/projects/{workspace_id}/save", "save-project"),
+    public(Endpoint::ListProjects, "GET", "/projects/{workspace_id}/list", "list-projects"),
+    public(Endpoint::LoadProject, "GET", "/projects/{workspace_id}/load", "load-project"),
+    public(Endpoint::CleanupProject, "POST", "/projects/{workspace_id}/cleanup", "cleanup-project"),
+    local(Endpoint::DownloadBundle, "GET", "/bundles/{tenant}/{bundle}", "download-bundle"),
+    local(Endpoint::UploadBundle, "PUT", "/bundles/{tenant}/{bundle}", "upload-bundle"),
 ];
 
 impl Route {
     pub fn full_path(&self) -> String {
-        format!("{PREFIX}{}", self.path)
+        let prefix = if self.local_only { LOCAL_PREFIX } else { PREFIX };
+        format!("{prefix}{}", self.path)
     }
 }
 
@@ -91,7 +105,10 @@ mod tests {
     fn matches_parameters_and_rejects_other_paths() {
         let p = route(Endpoint::LoadWorkspace).full_path();
         let got = match_path(&p, "/jarvispy/acme/ann/api/v1/workspaces/ws_1/load").unwrap();
-        assert_eq!(got, vec![("org".into(), "acme".into()), ("user".into(), "ann".into()), ("workspace_id".into(), "ws_1".into())]);
+        assert_eq!(
+            got,
+            vec![("org".into(), "acme".into()), ("user".into(), "ann".into()), ("workspace_id".into(), "ws_1".into())]
+        );
         assert!(match_path(&p, "/jarvispy/acme/ann/api/v1/workspaces/load").is_none());
         assert!(match_path(&p, "/jarvispy/acme/ann/api/v2/workspaces/ws_1/load").is_none());
     }

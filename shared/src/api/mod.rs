@@ -9,6 +9,10 @@ use crate::model::Principal;
 use crate::routes::Endpoint;
 
 pub mod body;
+pub mod bundles;
+pub mod export;
+pub mod import;
+pub mod projects;
 pub mod workspaces;
 
 /// A successful answer: `data` and `message` go into the envelope; `extra` are top-level keys
@@ -40,5 +44,16 @@ pub async fn dispatch(app: &App, endpoint: Endpoint, principal: &Principal, call
         Endpoint::SaveWorkspace => workspaces::save(app, principal, &call).await,
         Endpoint::ListWorkspaces => workspaces::list(app, principal, &call).await,
         Endpoint::LoadWorkspace => workspaces::load(app, principal, &call).await,
+        Endpoint::CleanupWorkspace => workspaces::cleanup(app, principal, &call).await,
+        Endpoint::ExportTables => export::export_tables(app, principal, &call).await,
+        Endpoint::ImportTables => import::import_tables(app, principal, &call).await,
+        Endpoint::CreateBundleUpload => bundles::create_upload(app, principal, &call).await,
+        Endpoint::SaveProject => projects::save(app, principal, &call).await,
+        Endpoint::ListProjects => projects::list(app, principal, &call).await,
+        Endpoint::LoadProject => projects::load(app, principal, &call).await,
+        Endpoint::CleanupProject => projects::cleanup(app, principal, &call).await,
+        Endpoint::DownloadBundle | Endpoint::UploadBundle => {
+            Err(ApiError::not_found("This route is served by signed link only"))
+        }
     }
 }

@@ -94,12 +94,9 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     };
     let limit = match call.query("limit") {
         None => None,
-        Some(raw) => Some(
-            raw.parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
-                .ok_or_else(|| ApiError::bad_request(format!("limit: must be a whole number from 1 to {MAX_LIST_LIMIT}")))?,
-        ),
+        Some(raw) => Some(raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIST_LIMIT).contains(n)).ok_or_else(|| {
+            ApiError::bad_request(format!("limit: must be a whole number from 1 to {MAX_LIST_LIMIT}"))
+        })?),
     };
     let after = call.query("next_token").map(decode_token).transpose()?;
 
@@ -118,10 +115,8 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         for s in sources.iter_mut().filter(|s| s.buf.is_empty() && !s.done) {
             s.refill(app).await?;
         }
-        let Some(next) = sources
-            .iter_mut()
-            .filter(|s| !s.buf.is_empty())
-            .max_by(|a, b| a.head_key().cmp(&b.head_key()))
+        let Some(next) =
+            sources.iter_mut().filter(|s| !s.buf.is_empty()).max_by(|a, b| a.head_key().cmp(&b.head_key()))
         else {
             break;
         };
@@ -186,4 +181,34 @@ fn decode_token(token: &str) -> Result<String, ApiError> {
         (Some(ts), Some(Ok(_)), Some(id)) if !ts.is_empty() && validate_id("id", id).is_ok() => Ok(key),
         _ => Err(bad()),
     }
+}
+
+/// `POST /workspaces/{workspace_id}/cleanup` (`{scope?}`): the workspace with all its projects
+/// and tables. An organization workspace needs the `admin` role.
+pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let id = call.param("workspace_id")?;
+    validate_id("workspace_id", id)?;
+    let input =
+        if call.body.iter().all(u8::is_ascii_whitespace) { serde_json::Map::new() } else { body::object(&call.body)? };
+    let scope = match body::opt_string(&input, "scope")? {
+        Some(s) => Scope::parse(&s)?,
+        None => query_scope(call)?,
+    };
+    let owner = principal.owner(scope);
+    if app.store.get_workspace(&owner, id).await?.is_none() {
+        return Err(ApiError::not_found(format!("Workspace '{id}' not found")));
+    }
+    if scope == Scope::Organization && !principal.is_admin() {
+        return Err(ApiError::forbidden("Deleting an organization workspace needs the admin role"));
+    }
+    let tables = app.store.list_tables(&crate::tables::WsKey::new(owner.clone(), id)).await?.len();
+    let rows = app
+        .store
+        .delete_workspace(&owner, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Workspace '{id}' not found")))?;
+    Ok(Reply::ok(
+        json!({"workspace_id": id, "tables_deleted": tables, "rows_deleted": rows}),
+        format!("Workspace '{id}' deleted with {tables} tables and {rows} rows"),
+    ))
 }

@@ -1,0 +1,131 @@
+//! Staged bundles: where large exports go and large imports come from.
+//!
+//! A bundle's object key is `bundles/<tenant>/<bundle_id>.json` (one prefix, so a bucket
+//! lifecycle rule can expire them), the tenant being a hash of the caller's
+//! own (user) owner key: a bundle id is only ever looked up under the caller's tenant, so
+//! another tenant's id is simply not found.
+
+use lambda_http::{Body, Response};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::Reply;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::http::Call;
+use crate::model::{format_timestamp, new_id, Principal, Scope};
+use crate::routes::Endpoint;
+use crate::store::StoreError;
+
+use super::import::MAX_BUNDLE_BYTES;
+
+pub const BUNDLE_PREFIX: &str = "bundles/";
+
+pub fn tenant(principal: &Principal) -> String {
+    let digest = Sha256::digest(principal.owner(Scope::User).key().as_bytes());
+    format!("t{}", &hex::encode(digest)[..24])
+}
+
+pub fn new_bundle_id() -> String {
+    new_id("bnd_", 24)
+}
+
+pub fn bundle_key(tenant: &str, bundle_id: &str) -> String {
+    format!("{BUNDLE_PREFIX}{tenant}/{bundle_id}.json")
+}
+
+fn valid_bundle_id(id: &str) -> bool {
+    id.strip_prefix("bnd_").is_some_and(|h| !h.is_empty() && h.len() <= 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+pub fn expires_at(app: &App) -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp() + app.config.bundle_ttl_secs as i64
+}
+
+pub fn timestamp_of(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix).map(format_timestamp).unwrap_or_default()
+}
+
+/// `export_data` as sent may be the bundle, the whole export answer (envelope), a staged export
+/// answer (`bundle.id`) or `{"bundle_id": ...}`: returns the bundle itself.
+pub async fn resolve_export_data(app: &App, principal: &Principal, mut data: Value) -> Result<Value, ApiError> {
+    // At most: envelope → staged answer → stored bundle → (a stored envelope) → bundle.
+    for _ in 0..4 {
+        if data.get("status").is_some() && data.get("data").is_some_and(Value::is_object) {
+            data = data.get_mut("data").map(Value::take).unwrap_or_default();
+            continue;
+        }
+        // A staged answer also has `projects` (their summaries only): its `bundle` wins.
+        let staged_id = data
+            .get("bundle_id")
+            .or_else(|| data.get("bundle").and_then(|b| b.get("id")))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(id) = staged_id {
+            data = fetch_bundle(app, principal, &id).await?;
+            continue;
+        }
+        if data.get("projects").is_some() || data.get("tables").is_some() {
+            return Ok(data);
+        }
+        break;
+    }
+    Err(ApiError::unprocessable("export_data: not a workspace export (no 'projects' or 'tables', no 'bundle_id')"))
+}
+
+async fn fetch_bundle(app: &App, principal: &Principal, id: &str) -> Result<Value, ApiError> {
+    if !valid_bundle_id(id) {
+        return Err(ApiError::unprocessable(format!("bundle_id: '{id}' is not a bundle id")));
+    }
+    let key = bundle_key(&tenant(principal), id);
+    let bytes = match app.bundles.get(&key, MAX_BUNDLE_BYTES).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(ApiError::not_found(format!("Bundle '{id}' not found (never uploaded, or expired)"))),
+        Err(StoreError::TooLarge(m)) => return Err(ApiError::too_large(format!("Bundle '{id}': {m}"))),
+        Err(e) => return Err(e.into()),
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::unprocessable(format!("Bundle '{id}' is not valid JSON ({e})")))
+}
+
+/// `POST /workspaces/bundles`: a place to PUT a bundle too large for a request body.
+pub async fn create_upload(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let bundle_id = new_bundle_id();
+    let key = bundle_key(&tenant(principal), &bundle_id);
+    let expires = expires_at(app);
+    let url = app.bundles.upload_url(&key, expires, &call.public_base).await?;
+    Ok(Reply::ok(
+        json!({"bundle_id": bundle_id, "upload_url": url, "method": "PUT", "expires_at": timestamp_of(expires)}),
+        format!("PUT the bundle to upload_url before it expires, then import with {{\"export_data\": {{\"bundle_id\": \"{bundle_id}\"}}}}"),
+    ))
+}
+
+/// Checks a local-only link's signature and expiry; returns the object key it grants.
+pub fn verify_link(app: &App, endpoint: Endpoint, call: &Call) -> Result<String, ApiError> {
+    let tenant = call.param("tenant")?;
+    let bundle = call.param("bundle")?;
+    let key = format!("{BUNDLE_PREFIX}{tenant}/{bundle}");
+    let method = if endpoint == Endpoint::UploadBundle { "PUT" } else { "GET" };
+    let unsigned = || ApiError::forbidden("This link is not signed");
+    let expires: i64 = call.query("expires").and_then(|e| e.parse().ok()).ok_or_else(unsigned)?;
+    let signature = call.query("signature").ok_or_else(unsigned)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    app.link_signer
+        .verify(method, &key, expires, signature, now)
+        .map_err(|e| ApiError::forbidden(format!("This link is not valid: {e}")))?;
+    Ok(key)
+}
+
+/// The local-only upload route behind the folder store's signed PUT links (in AWS: presigned
+/// S3 URLs). Downloads stream: see `http::stream_download`.
+pub async fn receive_upload(app: &App, call: &Call) -> Result<Response<Body>, ApiError> {
+    let key = verify_link(app, Endpoint::UploadBundle, call)?;
+    let mut upload = app.bundles.create_upload(&key).await?;
+    if let Err(e) = upload.write(&call.body).await {
+        let _ = upload.abort().await;
+        return Err(e.into());
+    }
+    let size = upload.finish().await?;
+    let body = crate::error::success(json!({"size": size}), "Bundle uploaded");
+    Ok(crate::http::json_response(200, &body))
+}

@@ -1,0 +1,362 @@
+//! `POST /workspaces/{workspace_id}/export-tables`, in the platform's bundle shape.
+//!
+//! The bundle is written as a stream, table page by table page, into a [`Sink`] that keeps it
+//! in memory only while the encoded answer stays under the inline limit; past that it spills
+//! into a streamed (multipart) upload to the object store and the answer carries a link
+//! instead of the rows. Memory stays bounded by one page of rows plus one upload part.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::bundles::{bundle_key, expires_at, new_bundle_id, tenant, timestamp_of};
+use super::{body, Reply};
+use crate::app::App;
+use crate::bundles::Upload;
+use crate::error::ApiError;
+use crate::http::Call;
+use crate::model::{now_timestamp, validate_id, Principal, Scope};
+use crate::naming::{classify, projects_table, TableOwner};
+use crate::secrets;
+use crate::tables::{TableMeta, WsKey};
+
+/// Rows read from the store per round trip while streaming a table.
+const PAGE_ROWS: usize = 500;
+/// Bytes gathered before handing them to the upload (which cuts its own parts).
+const FLUSH_BYTES: usize = 1024 * 1024;
+/// Room left in the inline limit for the envelope around `data`.
+const ENVELOPE_BYTES: usize = 1024;
+
+pub async fn export_tables(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let input = if call.body.iter().all(u8::is_ascii_whitespace) { Map::new() } else { body::object(&call.body)? };
+    let scope = match body::opt_string(&input, "scope")? {
+        Some(s) => Scope::parse(&s)?,
+        None => super::workspaces::query_scope(call)?,
+    };
+    let include_secrets = match input.get("include_secrets") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("include_secrets: must be true or false")),
+    };
+    let workspace_id = call.param("workspace_id")?;
+    validate_id("workspace_id", workspace_id)?;
+    let ws = WsKey::new(principal.owner(scope), workspace_id);
+    let record = app
+        .store
+        .get_workspace(&ws.owner, workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Workspace '{workspace_id}' not found")))?;
+    if include_secrets && scope == Scope::Organization && record.author != principal.username && !principal.is_admin() {
+        return Err(ApiError::forbidden("include_secrets: only the workspace's author or an admin may export secrets"));
+    }
+
+    let layout = Layout::read(app, &ws).await?;
+    let key = bundle_key(&tenant(principal), &new_bundle_id());
+    let limit = app.config.inline_limit_bytes.saturating_sub(ENVELOPE_BYTES);
+    let mut out =
+        Exporter { app, ws: &ws, include_secrets, sink: Sink::new(app, key, limit), summary: Totals::default() };
+    let result = out.write_bundle(&layout, scope, workspace_id, &super::workspaces::workspace_json(&record)).await;
+    let Exporter { sink, summary, .. } = out;
+    if let Err(e) = result {
+        sink.abort().await;
+        return Err(e);
+    }
+    let message = format!(
+        "Workspace tables exported successfully. Found {} tables with {} total rows across {} projects",
+        summary.total_tables,
+        summary.total_rows,
+        layout.projects.len()
+    );
+    match sink.finish().await? {
+        Finished::Inline(bytes) => {
+            let data: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+            Ok(Reply::ok(data, format!("{message}.")))
+        }
+        Finished::Staged { key, size, sha256 } => {
+            let expires = expires_at(app);
+            let url = app.bundles.download_url(&key, expires, &call.public_base).await?;
+            let id = key.rsplit('/').next().unwrap_or_default().trim_end_matches(".json").to_owned();
+            let projects: Map<String, Value> = summary
+                .projects
+                .iter()
+                .map(|(pid, s)| (pid.clone(), json!({"project_id": pid, "summary": s})))
+                .collect();
+            let data = json!({
+                "scope": scope,
+                "extraction_timestamp": summary.extraction_timestamp,
+                "workspace_level_tables": layout.top.iter().map(|t| &t.name).collect::<Vec<_>>(),
+                "projects": projects,
+                "summary": summary.json(&layout),
+                "workspace_id": workspace_id,
+                "bundle": {"id": id, "size": size, "sha256": sha256, "expires_at": timestamp_of(expires), "url": url},
+            });
+            let message = format!("{message}. The bundle ({size} bytes) is staged: GET bundle.url before it expires.");
+            Ok(Reply::ok(data, message))
+        }
+    }
+}
+
+/// Which table goes where in the bundle, following the platform's sample: `projects_<ws>` at
+/// the top level; each project holds its own tables and every other workspace table.
+struct Layout {
+    top: Vec<TableMeta>,
+    /// Project id → (its scope, its own tables).
+    projects: Vec<(String, Value, Vec<TableMeta>)>,
+    /// Workspace tables repeated in every project.
+    shared: Vec<TableMeta>,
+}
+
+impl Layout {
+    async fn read(app: &App, ws: &WsKey) -> Result<Self, ApiError> {
+        let tables = app.store.list_tables(ws).await?;
+        let projects_name = projects_table(&ws.workspace_id);
+        let mut projects: Vec<(String, Value, Vec<TableMeta>)> = Vec::new();
+        if tables.iter().any(|t| t.name == projects_name) {
+            let mut after: Option<String> = None;
+            loop {
+                let page = app.store.read_rows(ws, &projects_name, after.as_deref(), PAGE_ROWS).await?;
+                for (pid, row) in &page {
+                    projects.push((pid.clone(), row.get("scope").cloned().unwrap_or(Value::Null), Vec::new()));
+                }
+                match page.last() {
+                    Some((k, _)) if page.len() == PAGE_ROWS => after = Some(k.clone()),
+                    _ => break,
+                }
+            }
+        }
+        let ids: Vec<String> = projects.iter().map(|(p, _, _)| p.clone()).collect();
+        let (mut top, mut shared) = (Vec::new(), Vec::new());
+        for table in tables {
+            match classify(&table.name, &ids, &ws.workspace_id) {
+                Some(TableOwner::Project { project_id, .. }) => {
+                    if let Some(p) = projects.iter_mut().find(|(p, _, _)| *p == project_id) {
+                        p.2.push(table);
+                    }
+                }
+                Some(TableOwner::Workspace { .. }) if table.name != projects_name && !ids.is_empty() => {
+                    shared.push(table)
+                }
+                // The projects table, workspace tables of a workspace without projects (so they
+                // are not lost) and anything named otherwise.
+                _ => top.push(table),
+            }
+        }
+        Ok(Self { top, projects, shared })
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    extraction_timestamp: String,
+    total_tables: u64,
+    total_rows: u64,
+    workspace_level_tables: u64,
+    project_specific_tables: u64,
+    projects: BTreeMap<String, Value>,
+}
+
+impl Totals {
+    fn json(&self, layout: &Layout) -> Value {
+        json!({
+            "total_tables": self.total_tables,
+            "successful_tables": self.total_tables,
+            "failed_tables": 0,
+            "total_rows": self.total_rows,
+            "workspace_level_tables": self.workspace_level_tables,
+            "project_specific_tables": self.project_specific_tables,
+            "projects_found": layout.projects.len(),
+            "projects_exported_successfully": layout.projects.len(),
+            "projects_failed": 0,
+        })
+    }
+}
+
+struct Exporter<'a> {
+    app: &'a App,
+    ws: &'a WsKey,
+    include_secrets: bool,
+    sink: Sink<'a>,
+    summary: Totals,
+}
+
+impl Exporter<'_> {
+    async fn write_bundle(
+        &mut self,
+        layout: &Layout,
+        scope: Scope,
+        ws_id: &str,
+        record: &Value,
+    ) -> Result<(), ApiError> {
+        let now = now_timestamp();
+        self.summary.extraction_timestamp = now.clone();
+        let info = database_info(self.app);
+        self.raw("{").await?;
+        self.field(true, "scope", &scope).await?;
+        self.field(false, "extraction_timestamp", &now).await?;
+        self.field(false, "database_info", &info).await?;
+        let names: Vec<&String> = layout.top.iter().map(|t| &t.name).collect();
+        self.field(false, "workspace_level_tables", &names).await?;
+        self.raw(",\"projects\":{").await?;
+        for (i, (pid, project_scope, own)) in layout.projects.iter().enumerate() {
+            if i > 0 {
+                self.raw(",").await?;
+            }
+            self.key(pid).await?;
+            self.raw("{").await?;
+            self.field(true, "project_id", pid).await?;
+            self.field(false, "scope", project_scope).await?;
+            self.field(false, "extraction_timestamp", &now_timestamp()).await?;
+            self.field(false, "database_info", &info).await?;
+            self.raw(",\"tables\":{").await?;
+            let (mut tables, mut rows) = (0u64, 0u64);
+            for (j, table) in layout.shared.iter().chain(own).enumerate() {
+                if j > 0 {
+                    self.raw(",").await?;
+                }
+                rows += self.table(table, false).await?;
+                tables += 1;
+            }
+            self.raw("}").await?;
+            let summary =
+                json!({"total_tables": tables, "successful_tables": tables, "failed_tables": 0, "total_rows": rows});
+            self.field(false, "summary", &summary).await?;
+            self.raw("}").await?;
+            self.summary.project_specific_tables += tables;
+            self.summary.projects.insert(pid.clone(), summary);
+        }
+        self.raw("},\"tables\":{").await?;
+        for (i, table) in layout.top.iter().enumerate() {
+            if i > 0 {
+                self.raw(",").await?;
+            }
+            self.table(table, true).await?;
+            self.summary.workspace_level_tables += 1;
+        }
+        self.raw("}").await?;
+        let summary = self.summary.json(layout);
+        self.field(false, "summary", &summary).await?;
+        self.field(false, "workspace_id", &ws_id).await?;
+        self.field(false, "workspace", record).await?;
+        self.raw("}").await
+    }
+
+    /// Streams one table; returns its row count.
+    async fn table(&mut self, table: &TableMeta, workspace_level: bool) -> Result<u64, ApiError> {
+        self.key(&table.name).await?;
+        self.raw("{").await?;
+        self.field(true, "schema", &table.columns).await?;
+        self.raw(",\"data\":[").await?;
+        let mut count = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.app.store.read_rows(self.ws, &table.name, after.as_deref(), PAGE_ROWS).await?;
+            let full = page.len() == PAGE_ROWS;
+            after = page.last().map(|(k, _)| k.clone());
+            for (_, row) in page {
+                let mut row = Value::Object(row);
+                if !self.include_secrets {
+                    secrets::redact(&mut row);
+                }
+                if count > 0 {
+                    self.raw(",").await?;
+                }
+                self.value(&row).await?;
+                count += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+        self.raw("]").await?;
+        self.field(false, "row_count", &count).await?;
+        if workspace_level {
+            self.field(false, "table_type", &"workspace_level").await?;
+        }
+        self.raw("}").await?;
+        self.summary.total_tables += 1;
+        self.summary.total_rows += count;
+        Ok(count)
+    }
+
+    async fn raw(&mut self, s: &str) -> Result<(), ApiError> {
+        self.sink.write(s.as_bytes()).await
+    }
+    async fn value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(v).map_err(ApiError::internal)?;
+        self.sink.write(&bytes).await
+    }
+    async fn key(&mut self, k: &str) -> Result<(), ApiError> {
+        self.value(k).await?;
+        self.raw(":").await
+    }
+    async fn field<T: Serialize + ?Sized>(&mut self, first: bool, k: &str, v: &T) -> Result<(), ApiError> {
+        if !first {
+            self.raw(",").await?;
+        }
+        self.key(k).await?;
+        self.value(v).await
+    }
+}
+
+fn database_info(app: &App) -> Value {
+    match &app.config.store {
+        crate::config::StoreUrl::Sqlite(_) => json!({"type": "sqlite"}),
+        crate::config::StoreUrl::DynamoDb { .. } => json!({"type": "dynamodb"}),
+    }
+}
+
+enum Finished {
+    Inline(Vec<u8>),
+    Staged { key: String, size: u64, sha256: String },
+}
+
+/// Bytes in memory until they pass `limit`, then a streamed upload.
+struct Sink<'a> {
+    app: &'a App,
+    key: String,
+    limit: usize,
+    buf: Vec<u8>,
+    upload: Option<Box<dyn Upload>>,
+    size: u64,
+    hasher: Sha256,
+}
+
+impl<'a> Sink<'a> {
+    fn new(app: &'a App, key: String, limit: usize) -> Self {
+        Self { app, key, limit, buf: Vec::new(), upload: None, size: 0, hasher: Sha256::new() }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        self.buf.extend_from_slice(bytes);
+        if self.upload.is_none() && self.buf.len() > self.limit {
+            self.upload = Some(self.app.bundles.create_upload(&self.key).await?);
+        }
+        if self.buf.len() >= FLUSH_BYTES {
+            if let Some(upload) = self.upload.as_mut() {
+                upload.write(&self.buf).await?;
+                self.buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Finished, ApiError> {
+        let Some(mut upload) = self.upload.take() else { return Ok(Finished::Inline(self.buf)) };
+        if let Err(e) = upload.write(&self.buf).await {
+            let _ = upload.abort().await;
+            return Err(e.into());
+        }
+        let size = upload.finish().await?;
+        Ok(Finished::Staged { key: self.key, size, sha256: hex::encode(self.hasher.finalize()) })
+    }
+
+    async fn abort(mut self) {
+        if let Some(upload) = self.upload.take() {
+            let _ = upload.abort().await;
+        }
+    }
+}

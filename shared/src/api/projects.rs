@@ -1,0 +1,238 @@
+//! Projects of a workspace. A project *is* its row in the workspace's `projects_<ws>` table
+//! (the platform's seven columns plus description and metadata), so projects, export and
+//! import all see one record.
+
+use serde_json::{json, Map, Value};
+
+use super::{body, Reply};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::http::Call;
+use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope};
+use crate::naming::{classify, projects_table, TableOwner};
+use crate::tables::{Column, Commit, Row, TableWrite, WsKey};
+
+pub const PROJECT_KEY: &str = "project_id";
+
+/// The platform's projects schema, with our two extra columns.
+pub fn projects_columns() -> Vec<Column> {
+    let tz = "timestamp with time zone";
+    vec![
+        Column::new("project_id", "text", false),
+        Column::new("name", "text", true),
+        Column::new("author", "text", true),
+        Column::new("scope", "text", true),
+        Column::new("to_persist", "boolean", true),
+        Column::new("created_at", tz, true),
+        Column::new("updated_at", tz, true),
+        Column::new("description", "text", true),
+        Column::new("metadata", "json", true),
+    ]
+}
+
+/// The workspace a project route names, looked up under the caller's own keys only: the user
+/// scope first, then the organization's (`workspace_scope` pins one). Absent or foreign: 404.
+pub async fn resolve_workspace(app: &App, principal: &Principal, call: &Call) -> Result<WsKey, ApiError> {
+    let id = call.param("workspace_id")?;
+    validate_id("workspace_id", id)?;
+    let scopes = match call.query("workspace_scope") {
+        Some(s) => vec![Scope::parse(s)?],
+        None => vec![Scope::User, Scope::Organization],
+    };
+    for scope in scopes {
+        let owner = principal.owner(scope);
+        if app.store.get_workspace(&owner, id).await?.is_some() {
+            return Ok(WsKey::new(owner, id));
+        }
+    }
+    Err(ApiError::not_found(format!("Workspace '{id}' not found")))
+}
+
+/// User-scope projects are their author's; organization-scope ones every member's.
+fn visible(row: &Row, principal: &Principal) -> bool {
+    match row.get("scope").and_then(Value::as_str) {
+        Some("organization") => true,
+        _ => row.get("author").and_then(Value::as_str) == Some(principal.username.as_str()),
+    }
+}
+
+pub fn project_json(row: &Row) -> Value {
+    let get = |k: &str| row.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "id": get(PROJECT_KEY),
+        "name": get("name"),
+        "description": get("description"),
+        "metadata": match get("metadata") { Value::Null => json!({}), m => m },
+        "scope": get("scope"),
+        "author": get("author"),
+        "to_persist": get("to_persist"),
+        "created_at": get("created_at"),
+        "updated_at": get("updated_at"),
+    })
+}
+
+async fn get_project(app: &App, ws: &WsKey, id: &str) -> Result<Option<Row>, ApiError> {
+    let rows = app.store.get_rows(ws, &projects_table(&ws.workspace_id), &[id.to_owned()]).await?;
+    Ok(rows.into_iter().next().map(|(_, r)| r))
+}
+
+fn project_input(call: &Call) -> Result<Map<String, Value>, ApiError> {
+    let input = body::object(&call.body)?;
+    match input.get("project") {
+        Some(Value::Object(p)) => Ok(p.clone()),
+        None | Some(Value::Null) => Err(ApiError::bad_request("project: required, an object")),
+        Some(_) => Err(ApiError::bad_request("project: must be an object")),
+    }
+}
+
+/// `POST /projects/{workspace_id}/save` with `{"project": {id?, name, description?, metadata?, scope?}}`.
+pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let ws = resolve_workspace(app, principal, call).await?;
+    let input = project_input(call)?;
+    let name = body::required_string(&input, "name", super::workspaces::MAX_NAME_CHARS)?;
+    let description = body::opt_string(&input, "description")?;
+    let metadata = body::opt_object(&input, "metadata")?.unwrap_or_default();
+    let scope = match body::opt_string(&input, "scope")? {
+        Some(s) => Scope::parse(&s)?,
+        None => Scope::User,
+    };
+    let id = match body::opt_string(&input, "id")? {
+        Some(id) => {
+            validate_id("project.id", &id)?;
+            id
+        }
+        None => new_id("", 11),
+    };
+    let existing = get_project(app, &ws, &id).await?;
+    if let Some(row) = &existing {
+        if !visible(row, principal) {
+            // The id is taken by another member's private project in this shared workspace.
+            return Err(ApiError::conflict(format!("Project id '{id}' is already in use in this workspace")));
+        }
+    }
+    let now = now_timestamp();
+    let kept = |k: &str, default: Value| existing.as_ref().and_then(|r| r.get(k).cloned()).unwrap_or(default);
+    let mut row = Row::new();
+    row.insert(PROJECT_KEY.into(), json!(id));
+    row.insert("name".into(), json!(name));
+    row.insert("author".into(), kept("author", json!(principal.username)));
+    row.insert("scope".into(), json!(scope));
+    row.insert("to_persist".into(), kept("to_persist", json!(true)));
+    row.insert("created_at".into(), kept("created_at", json!(now)));
+    row.insert("updated_at".into(), json!(now));
+    row.insert("description".into(), json!(description));
+    row.insert("metadata".into(), Value::Object(metadata));
+    let table = projects_table(&ws.workspace_id);
+    let stored = app.store.list_tables(&ws).await?.into_iter().find(|t| t.name == table);
+    let mut columns = stored.map(|t| t.columns).unwrap_or_default();
+    for col in projects_columns() {
+        if !columns.iter().any(|c| c.name == col.name) {
+            columns.push(col);
+        }
+    }
+    let commit = Commit {
+        id: format!("project-{}", crate::model::new_id("", 16)),
+        upserts: vec![TableWrite {
+            name: table,
+            columns,
+            key_column: PROJECT_KEY.into(),
+            rows: vec![(id.clone(), row)],
+        }],
+        ..Commit::default()
+    };
+    app.store.commit(&ws, commit).await?;
+    Ok(Reply::ok(json!({"project_id": id}), "Project saved successfully"))
+}
+
+/// All project rows of the workspace, in key order.
+async fn all_projects(app: &App, ws: &WsKey) -> Result<Vec<Row>, ApiError> {
+    let table = projects_table(&ws.workspace_id);
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = app.store.read_rows(ws, &table, after.as_deref(), 1000).await?;
+        let full = page.len() == 1000;
+        after = page.last().map(|(k, _)| k.clone());
+        out.extend(page.into_iter().map(|(_, r)| r));
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// `GET /projects/{workspace_id}/list?scopes=user[,organization]`: newest update first.
+pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let ws = resolve_workspace(app, principal, call).await?;
+    let scopes = match (call.query("scopes"), call.query("scope")) {
+        (Some(list), _) => Scope::parse_list(list)?,
+        (None, Some(one)) => vec![Scope::parse(one)?],
+        (None, None) => vec![Scope::User],
+    };
+    let mut rows: Vec<Row> = all_projects(app, &ws)
+        .await?
+        .into_iter()
+        .filter(|r| visible(r, principal))
+        .filter(|r| scopes.iter().any(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str()))
+        .collect();
+    let updated = |r: &Row| r.get("updated_at").and_then(Value::as_str).unwrap_or_default().to_owned();
+    rows.sort_by_key(|r| std::cmp::Reverse(updated(r)));
+    let items: Vec<Value> = rows.iter().map(project_json).collect();
+    let n = items.len();
+    Ok(Reply::ok(Value::Array(items), format!("Found {n} projects")))
+}
+
+/// `GET /projects/{workspace_id}/load?project_id=...&scope=...`
+pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let ws = resolve_workspace(app, principal, call).await?;
+    let id = call.query("project_id").ok_or_else(|| ApiError::bad_request("project_id: required in the query"))?;
+    validate_id("project_id", id)?;
+    let scope = call.query("scope").map(Scope::parse).transpose()?;
+    let not_found = || ApiError::not_found(format!("Project '{id}' not found"));
+    let row = get_project(app, &ws, id).await?.filter(|r| visible(r, principal)).ok_or_else(not_found)?;
+    if scope.is_some_and(|s| row.get("scope").and_then(Value::as_str).unwrap_or("user") != s.as_str()) {
+        return Err(not_found());
+    }
+    Ok(Reply::ok(project_json(&row), "Project loaded successfully"))
+}
+
+/// `POST /projects/{workspace_id}/cleanup` with `{"project": {id?, scope?}}`: that project, or
+/// all of the caller's own projects in the workspace, with their tables.
+pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let ws = resolve_workspace(app, principal, call).await?;
+    let input = if call.body.iter().all(u8::is_ascii_whitespace) { Map::new() } else { project_input(call)? };
+    let scope = body::opt_string(&input, "scope")?.map(|s| Scope::parse(&s)).transpose()?;
+    let targets: Vec<Row> = match body::opt_string(&input, "id")? {
+        Some(id) => {
+            validate_id("project.id", &id)?;
+            let row = get_project(app, &ws, &id).await?.filter(|r| visible(r, principal));
+            vec![row.ok_or_else(|| ApiError::not_found(format!("Project '{id}' not found")))?]
+        }
+        None => all_projects(app, &ws)
+            .await?
+            .into_iter()
+            .filter(|r| r.get("author").and_then(Value::as_str) == Some(principal.username.as_str()))
+            .filter(|r| scope.is_none_or(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str()))
+            .collect(),
+    };
+    let ids: Vec<String> =
+        targets.iter().filter_map(|r| r.get(PROJECT_KEY).and_then(Value::as_str).map(str::to_owned)).collect();
+    let tables = app.store.list_tables(&ws).await?;
+    let dropped: Vec<&crate::tables::TableMeta> = tables
+        .iter()
+        .filter(|t| matches!(classify(&t.name, &ids, &ws.workspace_id), Some(TableOwner::Project { .. })))
+        .collect();
+    let rows_deleted: u64 = dropped.iter().map(|t| t.row_count).sum::<u64>() + ids.len() as u64;
+    if !ids.is_empty() {
+        let commit = Commit {
+            id: format!("cleanup-{}", crate::model::new_id("", 16)),
+            delete_rows: vec![(projects_table(&ws.workspace_id), ids.clone())],
+            drop_tables: dropped.iter().map(|t| t.name.clone()).collect(),
+            ..Commit::default()
+        };
+        app.store.commit(&ws, commit).await?;
+    }
+    Ok(Reply::ok(
+        json!({"deleted_projects": ids, "tables_dropped": dropped.len(), "rows_deleted": rows_deleted}),
+        format!("Deleted {} projects, {} tables, {} rows", ids.len(), dropped.len(), rows_deleted),
+    ))
+}

@@ -1,0 +1,197 @@
+//! Test kit for the black-box suites: an `App` over each backend (SQLite + folder, or DynamoDB +
+//! S3 on a local compatible server), tokens, and requests sent through the same `http::serve`
+//! edge a Lambda function runs.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use lambda_http::{Body, Request, RequestExt};
+use serde_json::Value;
+use shared::routes::Endpoint;
+use shared::App;
+
+pub const SECRET: &str = "blackbox-test-secret";
+const REQUIRE_VAR: &str = "WORKSPACES_TEST_REQUIRE_AWS";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The local default: SQLite file + bundle folder.
+    Embedded,
+    /// DynamoDB + S3 through the server at `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_S3`.
+    Aws,
+}
+
+pub struct Harness {
+    pub app: App,
+    _dir: tempfile::TempDir,
+}
+
+fn unique(case: &str) -> String {
+    let clean: String = case.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect();
+    format!("t-{}-{}", clean.to_ascii_lowercase(), shared::model::new_id("", 8))
+}
+
+/// An app on a fresh backend; `None` (after a loud SKIP) for `Aws` when no local AWS-compatible
+/// server is configured and none is required (`make test` requires it).
+pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -> Option<Harness> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("WORKSPACES_JWT_SECRET".into(), SECRET.into());
+    match backend {
+        Backend::Embedded => {
+            env.insert("WORKSPACES_STORE".into(), format!("sqlite://{}", dir.path().join("ws.db").display()));
+            env.insert("WORKSPACES_BUNDLES".into(), format!("file://{}", dir.path().join("bundles").display()));
+        }
+        Backend::Aws => {
+            let vars = ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3"];
+            if vars.iter().any(|v| std::env::var(v).map_or(true, |s| s.trim().is_empty())) {
+                if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
+                    panic!("{vars:?} must point at a local DynamoDB/S3 server (moto): `make test` starts one");
+                }
+                let _ = writeln!(std::io::stderr(), "SKIP {case} (aws): {vars:?} unset; run `make test`");
+                return None;
+            }
+            let name = unique(case);
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+            let store = shared::store::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), &name);
+            store.create_table_if_missing().await.expect("creating the test table");
+            let s3 = shared::bundles::s3::S3Bundles::from_env(&name, "exports").await;
+            s3.create_bucket_if_missing().await.expect("creating the test bucket");
+            env.insert("WORKSPACES_STORE".into(), format!("dynamodb://{name}"));
+            env.insert("WORKSPACES_BUNDLES".into(), format!("s3://{name}/exports"));
+        }
+    }
+    for (k, v) in extra_env {
+        env.insert((*k).into(), (*v).into());
+    }
+    let config = shared::config::Config::from_map(&env).expect("test config");
+    let app = App::from_config(config).await.expect("test app");
+    Some(Harness { app, _dir: dir })
+}
+
+pub fn token(org: &str, user: &str, role: &str) -> String {
+    shared::auth::mint_hs256(SECRET, org, user, role, 600).expect("token")
+}
+
+/// A request as API Gateway hands it over, for any URL (query string parsed like the runtime).
+pub fn request(method: &str, url: &str, auth: Option<&str>, body: Option<Vec<u8>>) -> Request {
+    let full = if url.starts_with("http") { url.to_owned() } else { format!("http://127.0.0.1:9000{url}") };
+    let mut b = lambda_http::http::Request::builder().method(method).uri(&full).header("host", "127.0.0.1:9000");
+    if let Some(auth) = auth {
+        b = b.header("authorization", auth);
+    }
+    let body = match body {
+        Some(bytes) => Body::Binary(bytes),
+        None => Body::Empty,
+    };
+    let req = b.body(body).expect("request");
+    let query: HashMap<String, String> =
+        req.uri().query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    req.with_query_string_parameters(query)
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub bytes: Vec<u8>,
+}
+
+impl Answer {
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.status, 200, "{}", self.body);
+        &self.body["data"]
+    }
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, needle: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["data"], Value::Null, "{}", self.body);
+        assert!(
+            self.message().to_lowercase().contains(&needle.to_lowercase()),
+            "message {:?} should mention {needle:?}",
+            self.message()
+        );
+    }
+}
+
+pub async fn send(app: &App, endpoint: Endpoint, req: Request) -> Answer {
+    let resp = shared::http::serve(app, endpoint, req).await.expect("serve never fails");
+    let status = resp.status().as_u16();
+    let bytes = match resp.body() {
+        Body::Text(t) => t.as_bytes().to_vec(),
+        Body::Binary(b) => b.clone(),
+        _ => Vec::new(),
+    };
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer { status, body, bytes }
+}
+
+/// One caller of the API.
+pub struct Client<'a> {
+    pub app: &'a App,
+    pub org: String,
+    pub user: String,
+    pub token: String,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(app: &'a App, org: &str, user: &str) -> Self {
+        Self::with_role(app, org, user, "user")
+    }
+    pub fn with_role(app: &'a App, org: &str, user: &str, role: &str) -> Self {
+        Self { app, org: org.into(), user: user.into(), token: token(org, user, role) }
+    }
+    pub async fn call(&self, endpoint: Endpoint, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        let url = format!("/jarvispy/{}/{}/api/v1{path}", self.org, self.user);
+        let body = body.map(|b| serde_json::to_vec(b).expect("json"));
+        send(self.app, endpoint, request(method, &url, Some(&format!("Bearer {}", self.token)), body)).await
+    }
+    pub async fn post(&self, endpoint: Endpoint, path: &str, body: Value) -> Answer {
+        self.call(endpoint, "POST", path, Some(&body)).await
+    }
+    pub async fn get(&self, endpoint: Endpoint, path: &str) -> Answer {
+        self.call(endpoint, "GET", path, None).await
+    }
+}
+
+/// Fetches a bundle link as a plain HTTP client would, with no token. Local links go to the
+/// local-only download route; others (presigned S3 URLs) over HTTP.
+pub async fn fetch_url(app: &App, method: &str, url: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
+    if url.contains("/jarvispy/_local/") {
+        let endpoint = if method == "PUT" { Endpoint::UploadBundle } else { Endpoint::DownloadBundle };
+        let a = send(app, endpoint, request(method, url, None, body)).await;
+        return (a.status, a.bytes);
+    }
+    let (method, url) = (method.to_owned(), url.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let result = match body {
+            Some(b) => ureq::put(&url).send(&b[..]),
+            None if method == "GET" => ureq::get(&url).call(),
+            None => ureq::put(&url).send(&[][..]),
+        };
+        match result {
+            Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
+            Err(ureq::Error::StatusCode(code)) => (code, Vec::new()),
+            Err(e) => panic!("fetching {url}: {e}"),
+        }
+    })
+    .await
+    .expect("http thread")
+}
+
+pub fn sample_bundle() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/prometheux-export-sample.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("sample bundle")).expect("sample JSON")
+}
+
+pub fn sample_import_answer() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/prometheux-import-response-sample.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("sample answer")).expect("sample JSON")
+}
