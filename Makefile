@@ -1,0 +1,66 @@
+# Workspaces API: local development and checks. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PYTHON    ?= python3
+ORG       ?= my-org
+USER_NAME ?= my-user
+PORT      ?= 9000
+# Pinned to the versions the router syntax, lint results and tests were checked with.
+PY_TOOLS  ?= cargo-lambda==1.9.2 'moto[server]==5.2.5' cfn-lint==1.58.0 requests
+# The Lambda crates (one per route); mint-token in tools/ is not deployed.
+FUNCTIONS := $(notdir $(wildcard functions/*))
+
+VENV_OK := $(VENV)/.tools-installed
+export VENV
+
+.PHONY: help venv run token test bench fmt lint build-arm64 clean-local
+
+help:
+	@echo "make run          serve the API on 127.0.0.1:\$$PORT (default 9000) with cargo lambda watch, print a token and a curl line"
+	@echo "make test         fmt + clippy + cfn-lint + cargo tests (DynamoDB/S3 against moto) + end-to-end smoke"
+	@echo "make bench        import/export rows/s and export peak memory on both backends (BENCH_ARGS='--rows 100000')"
+	@echo "make token        mint a dev token: make token ORG=acme USER_NAME=ann [ROLE=admin] [TTL=3600]"
+	@echo "make fmt | lint   format the code | fmt check + clippy + cfn-lint"
+	@echo "make build-arm64  release Lambda builds for arm64 (cargo lambda + zig), into target/lambda/"
+	@echo "make clean-local  delete .local/ (the local SQLite store and the dev secret)"
+
+# The Python tools (cargo-lambda, moto, cfn-lint, requests), made once per venv.
+venv: $(VENV_OK)
+$(VENV_OK):
+	@test -x $(VENV)/bin/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q $(PY_TOOLS)
+	@touch $@
+
+run: venv
+	@ORG=$(ORG) USER_NAME=$(USER_NAME) PORT=$(PORT) scripts/run.sh
+
+# Signed with $WORKSPACES_JWT_SECRET, else the secret `make run` uses (.local/dev-secret).
+token:
+	@ROOT=$(CURDIR); source scripts/lib.sh; \
+	  WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-tools --bin mint-token -- \
+	  --org "$(ORG)" --user "$(USER_NAME)" $(if $(ROLE),--role "$(ROLE)") $(if $(TTL),--ttl "$(TTL)")
+
+test: venv
+	@scripts/test.sh
+
+# Not part of CI: a release build and a 100k-row workspace on each backend take minutes.
+bench: venv
+	@scripts/bench.sh $(BENCH_ARGS)
+
+fmt:
+	cargo fmt --all
+
+lint: venv
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
+
+# Not part of CI: needs zig (from PyPI) and the aarch64 Rust target.
+build-arm64: venv
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q ziglang
+	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
+
+clean-local:
+	rm -rf .local

@@ -1,0 +1,295 @@
+//! `bench [--rows 100000] [--small 10000] [--backends embedded,aws]`
+//!
+//! Measures, in one run, import and export throughput of a synthetic platform-shaped workspace
+//! on each backend (SQLite + folder; DynamoDB + S3 on the local server `make bench` starts), and
+//! the export's peak memory at two sizes, then prints the figures and their ratios. Each phase
+//! runs in a child process of its own, so each peak-memory figure is that phase's alone.
+
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lambda_http::Body;
+use serde_json::{json, Value};
+use shared::routes::Endpoint;
+use shared::App;
+
+const ORG: &str = "bench";
+const USER: &str = "bench";
+const SECRET: &str = "bench-secret";
+const PROJECTS: usize = 10;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("--child") {
+        tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|rt| rt.block_on(child(&args[1..])))
+    } else {
+        parent(&args)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Phase {
+    rows: f64,
+    secs: f64,
+    bytes: f64,
+    peak_kb: f64,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.rows / self.secs.max(1e-9)
+    }
+}
+
+fn parent(args: &[String]) -> Result<(), String> {
+    let rows: usize = flag(args, "--rows").map_or(Ok(100_000), |v| v.parse()).map_err(|_| "--rows: a number")?;
+    let small: usize = flag(args, "--small").map_or(Ok(10_000), |v| v.parse()).map_err(|_| "--small: a number")?;
+    let backends = flag(args, "--backends").unwrap_or_else(|| "embedded,aws".into());
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let tmp = std::env::temp_dir().join(format!("ws-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+
+    let mut results: Vec<(String, usize, Phase, Phase)> = Vec::new();
+    for backend in backends.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        for &n in &[small, rows] {
+            let tag = format!("{backend}-{n}");
+            let env: Vec<(String, String)> = match backend {
+                "embedded" => vec![
+                    ("WORKSPACES_STORE".into(), format!("sqlite://{}", tmp.join(format!("{tag}.db")).display())),
+                    ("WORKSPACES_BUNDLES".into(), format!("file://{}", tmp.join(&tag).display())),
+                ],
+                "aws" => {
+                    let name = format!("bench-{n}-{}", std::process::id());
+                    vec![
+                        ("WORKSPACES_STORE".into(), format!("dynamodb://{name}")),
+                        ("WORKSPACES_BUNDLES".into(), format!("s3://{name}/bundles")),
+                    ]
+                }
+                other => return Err(format!("--backends: unknown backend '{other}' (embedded, aws)")),
+            };
+            let import = run_child(&exe, &env, "import", n, &format!("{backend}: import {n} rows"))?;
+            let export = run_child(&exe, &env, "export", n, &format!("{backend}: export {n} rows"))?;
+            results.push((backend.to_owned(), n, import, export));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    report(&results, rows, small);
+    Ok(())
+}
+
+fn run_child(
+    exe: &std::path::Path,
+    env: &[(String, String)],
+    phase: &str,
+    rows: usize,
+    label: &str,
+) -> Result<Phase, String> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").map_err(|e| e.to_string())?);
+    bar.set_message(label.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let out = Command::new(exe)
+        .args(["--child", phase, "--rows", &rows.to_string()])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("WORKSPACES_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .output()
+        .map_err(|e| format!("starting {phase}: {e}"))?;
+    bar.finish_and_clear();
+    if !out.status.success() {
+        return Err(format!("{label} failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: Value =
+        serde_json::from_str(line.lines().last().unwrap_or_default()).map_err(|e| format!("{label}: {e}"))?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    let p = Phase { rows: f("rows"), secs: f("secs"), bytes: f("bytes"), peak_kb: f("peak_kb") };
+    println!(
+        "{label}: {:.2} s, {:.0} rows/s, {:.1} MB bundle, peak RSS {:.0} MB",
+        p.secs,
+        p.rate(),
+        p.bytes / 1e6,
+        p.peak_kb / 1024.0
+    );
+    Ok(p)
+}
+
+fn report(results: &[(String, usize, Phase, Phase)], rows: usize, small: usize) {
+    println!("\n| backend | rows | import rows/s | export rows/s | bundle MB | export peak RSS MB |");
+    println!("|---|---|---|---|---|---|");
+    for (b, n, i, e) in results {
+        println!(
+            "| {b} | {n} | {:.0} | {:.0} | {:.1} | {:.0} |",
+            i.rate(),
+            e.rate(),
+            e.bytes / 1e6,
+            e.peak_kb / 1024.0
+        );
+    }
+    let find = |b: &str, n: usize| results.iter().find(|(rb, rn, _, _)| rb == b && *rn == n);
+    println!("\nRatios (same run):");
+    for b in ["embedded", "aws"] {
+        if let (Some(big), Some(little)) = (find(b, rows), find(b, small)) {
+            println!(
+                "- {b}: export peak memory {rows} rows / {small} rows = {:.2}x while the bundle grew {:.1}x",
+                big.3.peak_kb / little.3.peak_kb.max(1.0),
+                big.3.bytes / little.3.bytes.max(1.0)
+            );
+            println!("- {b}: export rate / import rate at {rows} rows = {:.2}x", big.3.rate() / big.2.rate().max(1e-9));
+        }
+    }
+    if let (Some(a), Some(e)) = (find("aws", rows), find("embedded", rows)) {
+        println!(
+            "- DynamoDB+S3 (local server) / SQLite+folder at {rows} rows: import {:.2}x, export {:.2}x",
+            a.2.rate() / e.2.rate().max(1e-9),
+            a.3.rate() / e.3.rate().max(1e-9)
+        );
+    }
+    println!(
+        "- staging starts above WORKSPACES_INLINE_LIMIT_BYTES = {} bytes of encoded answer",
+        shared::config::DEFAULT_INLINE_LIMIT_BYTES
+    );
+}
+
+fn peak_kb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+async fn child(args: &[String]) -> Result<(), String> {
+    let phase = args.first().cloned().unwrap_or_default();
+    let rows: usize = flag(args, "--rows").and_then(|v| v.parse().ok()).ok_or("--rows")?;
+    let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
+    if let shared::config::StoreUrl::DynamoDb { table } = &config.store {
+        let store = shared::store::dynamodb::DynamoStore::from_env(table).await;
+        store.create_table_if_missing().await.map_err(|e| e.to_string())?;
+    }
+    if let shared::config::BundlesUrl::S3 { bucket, prefix } = &config.bundles {
+        let s3 = shared::bundles::s3::S3Bundles::from_env(bucket, prefix).await;
+        s3.create_bucket_if_missing().await.map_err(|e| e.to_string())?;
+    }
+    let app = App::from_config(config).await.map_err(|e| e.to_string())?;
+    let token = shared::auth::mint_hs256(SECRET, ORG, USER, "user", 3600)?;
+    let principal = shared::auth::Verifier::from_config(&app.config.jwt)
+        .map_err(|e| e.to_string())?
+        .verify(&token)
+        .map_err(|e| e.message)?;
+    let (endpoint, path, body, bytes) = match phase.as_str() {
+        "import" => {
+            // Larger than a request body: staged in the bundle store and imported by id.
+            let bundle = serde_json::to_vec(&synthetic_bundle(rows)).map_err(|e| e.to_string())?;
+            let id = shared::api::bundles::new_bundle_id();
+            let key = shared::api::bundles::bundle_key(&shared::api::bundles::tenant(&principal), &id);
+            let mut up = app.bundles.create_upload(&key).await.map_err(|e| e.to_string())?;
+            up.write(&bundle).await.map_err(|e| e.to_string())?;
+            up.finish().await.map_err(|e| e.to_string())?;
+            let body = json!({"export_data": {"bundle_id": id}, "workspace_id": "ws_bench", "scope": "user"});
+            (Endpoint::ImportTables, "/workspaces/import-tables".to_owned(), body, bundle.len())
+        }
+        "export" => {
+            (Endpoint::ExportTables, "/workspaces/ws_bench/export-tables".to_owned(), json!({"scope": "user"}), 0)
+        }
+        other => return Err(format!("unknown phase {other}")),
+    };
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(format!("http://127.0.0.1:9000/jarvispy/{ORG}/{USER}/api/v1{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("host", "127.0.0.1:9000")
+        .body(Body::Text(body.to_string()))
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let resp = shared::http::serve(&app, endpoint, req).await.map_err(|e| e.to_string())?;
+    let secs = started.elapsed().as_secs_f64();
+    let text = match resp.body() {
+        Body::Text(t) => t.clone(),
+        _ => String::new(),
+    };
+    let answer: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    if resp.status() != 200 {
+        return Err(format!("{phase}: {} {}", resp.status(), answer["message"]));
+    }
+    let (rows_done, bytes) = match phase.as_str() {
+        "import" => {
+            let s = &answer["data"]["summary"];
+            (s["rows_inserted"].as_f64().unwrap_or(0.0) + s["rows_updated"].as_f64().unwrap_or(0.0), bytes as f64)
+        }
+        _ => (
+            answer["data"]["summary"]["total_rows"].as_f64().unwrap_or(0.0),
+            answer["data"]["bundle"]["size"].as_f64().unwrap_or(text.len() as f64),
+        ),
+    };
+    println!("{}", json!({"phase": phase, "rows": rows_done, "secs": secs, "bytes": bytes, "peak_kb": peak_kb()}));
+    Ok(())
+}
+
+/// A workspace shaped like the platform's sample: `PROJECTS` projects, each with concepts and
+/// cells (about 1 KB a row), plus the workspace's datasources and concepts in every project.
+fn synthetic_bundle(rows: usize) -> Value {
+    let per_table = (rows.saturating_sub(PROJECTS * 3) / (PROJECTS * 2)).max(1);
+    let schema = |cols: &[(&str, &str, &str)]| -> Value {
+        cols.iter()
+            .map(|(n, t, nullable)| json!({"name": n, "type": t, "nullable": nullable, "default": null}))
+            .collect()
+    };
+    let concept_schema = schema(&[
+        ("predicate_name", "text", "NO"),
+        ("fields", "json", "YES"),
+        ("rules", "text", "YES"),
+        ("row_count", "integer", "YES"),
+    ]);
+    let cell_schema = schema(&[("id", "text", "NO"), ("position", "integer", "YES"), ("content", "text", "YES")]);
+    let text = "ownership(Owner, Company, Shares) :- ownership_csv(Owner, Company, Shares). ".repeat(11);
+    let ws_tables = json!({
+        "datasources_ws_bench": {"schema": schema(&[("datasource_id", "text", "NO"), ("password", "text", "YES")]),
+            "data": (0..PROJECTS).map(|i| json!({"datasource_id": format!("ds{i}"), "password": "pw"})).collect::<Vec<_>>(), "row_count": PROJECTS},
+    });
+    let mut projects = serde_json::Map::new();
+    let mut project_rows = Vec::new();
+    for p in 0..PROJECTS {
+        let pid = format!("p{p:03}bench");
+        let mut tables = ws_tables.as_object().cloned().unwrap_or_default();
+        let concepts: Vec<Value> = (0..per_table)
+            .map(|i| json!({"predicate_name": format!("c{i:07}"), "fields": {"a": i}, "rules": text, "row_count": i}))
+            .collect();
+        let cells: Vec<Value> =
+            (0..per_table).map(|i| json!({"id": format!("cell{i:07}"), "position": i, "content": text})).collect();
+        tables.insert(
+            format!("concepts_{pid}"),
+            json!({"schema": concept_schema, "data": concepts, "row_count": per_table}),
+        );
+        tables.insert(format!("cells_{pid}"), json!({"schema": cell_schema, "data": cells, "row_count": per_table}));
+        projects.insert(pid.clone(), json!({"project_id": pid, "scope": "user", "tables": tables}));
+        project_rows.push(json!({"project_id": pid, "name": format!("Project {p}"), "author": USER, "scope": "user",
+            "to_persist": true, "created_at": "2025-11-18T18:36:05.571279+00:00", "updated_at": "2025-11-18T18:36:05.571279+00:00"}));
+    }
+    let projects_schema = schema(&[
+        ("project_id", "text", "NO"),
+        ("name", "text", "YES"),
+        ("author", "text", "YES"),
+        ("scope", "text", "YES"),
+        ("to_persist", "boolean", "YES"),
+    ]);
+    json!({
+        "scope": "user",
+        "workspace_level_tables": ["projects_ws_bench"],
+        "projects": projects,
+        "tables": {"projects_ws_bench": {"schema": projects_schema, "data": project_rows, "row_count": PROJECTS, "table_type": "workspace_level"}},
+        "workspace_id": "ws_bench",
+    })
+}
