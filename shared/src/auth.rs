@@ -102,7 +102,13 @@ impl Verifier {
         };
         let username = need(c.username, "username")?;
         let organization = need(c.organization, "organization")?;
-        Ok(Principal { sub: c.sub.unwrap_or_else(|| username.clone()), username, organization, role: c.role, jti: c.jti })
+        Ok(Principal {
+            sub: c.sub.unwrap_or_else(|| username.clone()),
+            username,
+            organization,
+            role: c.role,
+            jti: c.jti,
+        })
     }
 }
 

@@ -24,9 +24,9 @@ impl Scope {
         match raw.trim() {
             "user" => Ok(Scope::User),
             "organization" => Ok(Scope::Organization),
-            other => Err(ApiError::bad_request(format!(
-                "scope: '{other}' is not a scope; use 'user' or 'organization'"
-            ))),
+            other => {
+                Err(ApiError::bad_request(format!("scope: '{other}' is not a scope; use 'user' or 'organization'")))
+            }
         }
     }
     /// `scopes=user,organization` (or one `scope`); duplicates collapse, order is kept.
@@ -167,9 +167,8 @@ pub fn now_timestamp() -> String {
 }
 
 pub fn format_timestamp(t: time::OffsetDateTime) -> String {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]+00:00"
-    );
+    let fmt =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]+00:00");
     t.to_offset(time::UtcOffset::UTC).format(&fmt).unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 

@@ -49,7 +49,8 @@ async fn token_problems_are_401() {
         parts[1] = b64(&claims("acme", "admin", 600));
         parts.join(".")
     };
-    let no_org = hs256(SECRET, &json!({"username": "ann", "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 600}));
+    let no_org =
+        hs256(SECRET, &json!({"username": "ann", "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 600}));
     let no_exp = hs256(SECRET, &json!({"username": "ann", "organization": "acme"}));
     let cases: Vec<(Option<String>, &str)> = vec![
         (None, "Missing Authorization"),
@@ -79,10 +80,9 @@ async fn a_token_for_another_org_or_user_than_the_path_is_403() {
 
 #[tokio::test]
 async fn rs256_and_es256_public_keys_accept_exactly_their_algorithm() {
-    for (private, public, alg) in [
-        ("rsa-private.pem", "rsa-public.pem", Algorithm::RS256),
-        ("ec-private.pem", "ec-public.pem", Algorithm::ES256),
-    ] {
+    for (private, public, alg) in
+        [("rsa-private.pem", "rsa-public.pem", Algorithm::RS256), ("ec-private.pem", "ec-public.pem", Algorithm::ES256)]
+    {
         let jwt = JwtConfig { secret: None, public_key_pem: Some(key(public)), issuer: None, audience: None };
         let app = app_with(jwt, 1_000_000);
         let enc = match alg {
@@ -101,7 +101,11 @@ async fn rs256_and_es256_public_keys_accept_exactly_their_algorithm() {
 
 #[tokio::test]
 async fn issuer_and_audience_are_checked_when_configured() {
-    let jwt = JwtConfig { issuer: Some("https://auth.prometheux.ai".into()), audience: Some("workspaces".into()), ..jwt_config() };
+    let jwt = JwtConfig {
+        issuer: Some("https://auth.prometheux.ai".into()),
+        audience: Some("workspaces".into()),
+        ..jwt_config()
+    };
     let app = app_with(jwt, 1_000_000);
     let mut c = claims("acme", "ann", 600);
     list_with(&app, Some(&format!("Bearer {}", hs256(SECRET, &c)))).await.assert_error(401, "");

@@ -151,8 +151,10 @@ async fn organization_scope_is_shared_by_the_organization_only() {
     // Any member may write it; the author stays.
     bob.save_ok(json!({"id": id, "name": "team (bob)", "scope": "organization"})).await;
     let after = ann.load(&id, "organization").await.body["data"].clone();
-    assert_eq!((after["name"].as_str(), after["author"].as_str(), after["updated_by"].as_str()),
-               (Some("team (bob)"), Some("ann"), Some("bob")));
+    assert_eq!(
+        (after["name"].as_str(), after["author"].as_str(), after["updated_by"].as_str()),
+        (Some("team (bob)"), Some("ann"), Some("bob"))
+    );
     // Not a user-scope workspace of anyone, and invisible to another org.
     assert_eq!(ann.load(&id, "user").await.status, 404);
     assert_eq!(eve.load(&id, "organization").await.status, 404);

@@ -32,6 +32,7 @@ on_both_backends!(
     projects_api_reads_and_writes_the_projects_table,
     workspace_cleanup_deletes_everything_and_org_needs_admin,
     a_row_larger_than_a_dynamodb_item_is_kept_whole,
+    projects_in_an_organization_workspace_are_private_unless_shared,
 );
 
 /// Per-case settings: small limits where a case needs to cross them.
@@ -439,4 +440,44 @@ async fn a_row_larger_than_a_dynamodb_item_is_kept_whole(h: &Harness) {
     let cells = &exported.ok()["projects"]["1e0e4e01aa8"]["tables"]["cells_1e0e4e01aa8"]["data"];
     let row = cells.as_array().unwrap().iter().find(|r| r["id"] == "161b27e9f5d").expect("the wide row");
     assert_eq!(row["content"].as_str().map(str::len), Some(600_000));
+}
+
+async fn projects_in_an_organization_workspace_are_private_unless_shared(h: &Harness) {
+    let ann = Client::new(&h.app, "devorg", "ann");
+    let bob = Client::new(&h.app, "devorg", "bob");
+    let body = json!({"id": "ws_team", "name": "team", "scope": "organization"});
+    ann.post(Endpoint::SaveWorkspace, "/workspaces/save", body).await.ok();
+    let mine = json!({"project": {"id": "p_ann", "name": "ann's", "scope": "user"}});
+    ann.post(Endpoint::SaveProject, "/projects/ws_team/save", mine).await.ok();
+    let shared = json!({"project": {"id": "p_all", "name": "everyone's", "scope": "organization"}});
+    ann.post(Endpoint::SaveProject, "/projects/ws_team/save", shared).await.ok();
+    let seen = bob.get(Endpoint::ListProjects, "/projects/ws_team/list?scopes=user,organization").await;
+    let ids: Vec<&str> = seen.ok().as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
+    assert_eq!(ids, ["p_all"], "bob sees the shared project only");
+    bob.get(Endpoint::LoadProject, "/projects/ws_team/load?project_id=p_ann").await.assert_error(404, "p_ann");
+    let steal = json!({"project": {"id": "p_ann", "name": "bob's now"}});
+    bob.post(Endpoint::SaveProject, "/projects/ws_team/save", steal).await.assert_error(409, "in use");
+    let cleaned = bob.post(Endpoint::CleanupProject, "/projects/ws_team/cleanup", json!({"project": {}})).await;
+    assert_eq!(cleaned.ok()["deleted_projects"], json!([]), "bob owns none of them");
+    let all = ann.get(Endpoint::ListProjects, "/projects/ws_team/list?scopes=user,organization").await;
+    assert_eq!(all.ok().as_array().unwrap().len(), 2);
+    // In a private workspace every project is the owner's, whoever authored it on the platform.
+    import(&ann, sample_bundle(), "ws_private").await.ok();
+    let listed = ann.get(Endpoint::ListProjects, "/projects/ws_private/list").await;
+    assert_eq!(listed.ok().as_array().unwrap().len(), 2);
+}
+
+/// Locally, expired bundles are swept (in AWS the bucket's lifecycle rule does it).
+#[tokio::test]
+async fn expired_local_bundles_are_swept() {
+    let env = [("WORKSPACES_INLINE_LIMIT_BYTES", "4000"), ("WORKSPACES_BUNDLE_TTL_SECS", "1")];
+    let h = harness(Backend::Embedded, "swept", &env).await.expect("embedded backend");
+    let c = Client::new(&h.app, "devorg", "devuser");
+    import(&c, sample_bundle(), "ws_sweep").await.ok();
+    let first = export(&c, "ws_sweep", json!({})).await;
+    let id = first.ok()["bundle"]["id"].as_str().unwrap().to_owned();
+    import(&c, json!({"bundle_id": id}), "ws_sweep_a").await.ok();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    export(&c, "ws_sweep", json!({})).await.ok();
+    import(&c, json!({"bundle_id": id}), "ws_sweep_b").await.assert_error(404, "expired");
 }

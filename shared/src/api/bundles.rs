@@ -88,8 +88,19 @@ async fn fetch_bundle(app: &App, principal: &Principal, id: &str) -> Result<Valu
         .map_err(|e| ApiError::unprocessable(format!("Bundle '{id}' is not valid JSON ({e})")))
 }
 
+/// Removes the caller's bundles whose links have expired. Best effort: a failure is logged,
+/// never the request's. S3 answers 0 (a bucket lifecycle rule expires bundles there).
+pub async fn sweep_expired(app: &App, principal: &Principal) {
+    let prefix = format!("{BUNDLE_PREFIX}{}/", tenant(principal));
+    let max_age = std::time::Duration::from_secs(app.config.bundle_ttl_secs);
+    if let Err(e) = app.bundles.sweep(&prefix, max_age).await {
+        tracing::warn!(error = %e, "sweeping expired bundles failed");
+    }
+}
+
 /// `POST /workspaces/bundles`: a place to PUT a bundle too large for a request body.
 pub async fn create_upload(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    sweep_expired(app, principal).await;
     let bundle_id = new_bundle_id();
     let key = bundle_key(&tenant(principal), &bundle_id);
     let expires = expires_at(app);

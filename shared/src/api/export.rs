@@ -52,6 +52,7 @@ pub async fn export_tables(app: &App, principal: &Principal, call: &Call) -> Res
         return Err(ApiError::forbidden("include_secrets: only the workspace's author or an admin may export secrets"));
     }
 
+    super::bundles::sweep_expired(app, principal).await;
     let layout = Layout::read(app, &ws).await?;
     let key = bundle_key(&tenant(principal), &new_bundle_id());
     let limit = app.config.inline_limit_bytes.saturating_sub(ENVELOPE_BYTES);

@@ -48,12 +48,15 @@ pub async fn resolve_workspace(app: &App, principal: &Principal, call: &Call) ->
     Err(ApiError::not_found(format!("Workspace '{id}' not found")))
 }
 
-/// User-scope projects are their author's; organization-scope ones every member's.
-fn visible(row: &Row, principal: &Principal) -> bool {
-    match row.get("scope").and_then(Value::as_str) {
-        Some("organization") => true,
-        _ => row.get("author").and_then(Value::as_str) == Some(principal.username.as_str()),
-    }
+/// The caller's own projects: every project of their private workspace (whoever authored it
+/// where it came from), and in an organization's workspace those they authored.
+fn owned(row: &Row, principal: &Principal, ws: &WsKey) -> bool {
+    ws.owner.scope() == Scope::User || row.get("author").and_then(Value::as_str) == Some(principal.username.as_str())
+}
+
+/// Organization-scope projects are every member's; user-scope ones their owner's only.
+fn visible(row: &Row, principal: &Principal, ws: &WsKey) -> bool {
+    row.get("scope").and_then(Value::as_str) == Some("organization") || owned(row, principal, ws)
 }
 
 pub fn project_json(row: &Row) -> Value {
@@ -105,7 +108,7 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     };
     let existing = get_project(app, &ws, &id).await?;
     if let Some(row) = &existing {
-        if !visible(row, principal) {
+        if !visible(row, principal, &ws) {
             // The id is taken by another member's private project in this shared workspace.
             return Err(ApiError::conflict(format!("Project id '{id}' is already in use in this workspace")));
         }
@@ -171,7 +174,7 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let mut rows: Vec<Row> = all_projects(app, &ws)
         .await?
         .into_iter()
-        .filter(|r| visible(r, principal))
+        .filter(|r| visible(r, principal, &ws))
         .filter(|r| scopes.iter().any(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str()))
         .collect();
     let updated = |r: &Row| r.get("updated_at").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -188,7 +191,7 @@ pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     validate_id("project_id", id)?;
     let scope = call.query("scope").map(Scope::parse).transpose()?;
     let not_found = || ApiError::not_found(format!("Project '{id}' not found"));
-    let row = get_project(app, &ws, id).await?.filter(|r| visible(r, principal)).ok_or_else(not_found)?;
+    let row = get_project(app, &ws, id).await?.filter(|r| visible(r, principal, &ws)).ok_or_else(not_found)?;
     if scope.is_some_and(|s| row.get("scope").and_then(Value::as_str).unwrap_or("user") != s.as_str()) {
         return Err(not_found());
     }
@@ -204,13 +207,13 @@ pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Re
     let targets: Vec<Row> = match body::opt_string(&input, "id")? {
         Some(id) => {
             validate_id("project.id", &id)?;
-            let row = get_project(app, &ws, &id).await?.filter(|r| visible(r, principal));
+            let row = get_project(app, &ws, &id).await?.filter(|r| visible(r, principal, &ws));
             vec![row.ok_or_else(|| ApiError::not_found(format!("Project '{id}' not found")))?]
         }
         None => all_projects(app, &ws)
             .await?
             .into_iter()
-            .filter(|r| r.get("author").and_then(Value::as_str) == Some(principal.username.as_str()))
+            .filter(|r| owned(r, principal, &ws))
             .filter(|r| scope.is_none_or(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str()))
             .collect(),
     };

@@ -112,9 +112,9 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let mut last_key: Option<String> = None;
     let mut truncated = false;
     loop {
-        for s in sources.iter_mut().filter(|s| s.buf.is_empty() && !s.done) {
-            s.refill(app).await?;
-        }
+        // Scopes that ran dry fetch their next page together: one round-trip time, not one each.
+        let dry = sources.iter_mut().filter(|s| s.buf.is_empty() && !s.done).map(|s| s.refill(app));
+        futures::future::try_join_all(dry).await?;
         let Some(next) =
             sources.iter_mut().filter(|s| !s.buf.is_empty()).max_by(|a, b| a.head_key().cmp(&b.head_key()))
         else {
