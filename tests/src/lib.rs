@@ -11,7 +11,26 @@ use shared::routes::Endpoint;
 use shared::App;
 
 pub const SECRET: &str = "blackbox-test-secret";
-const REQUIRE_VAR: &str = "WORKSPACES_TEST_REQUIRE_AWS";
+/// `make test` sets it: then a missing local AWS endpoint fails the suites instead of skipping.
+pub const REQUIRE_VAR: &str = "WORKSPACES_TEST_REQUIRE_AWS";
+
+/// The local AWS-compatible endpoint named by `var` (e.g. `AWS_ENDPOINT_URL_DYNAMODB`). Unset:
+/// a loud SKIP and `None`, so a plain `cargo test` works without moto, unless `REQUIRE_VAR=1`,
+/// where it panics, so CI cannot skip silently.
+pub fn aws_endpoint(var: &str, case: &str, service: &str) -> Option<String> {
+    if let Some(endpoint) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+        return Some(endpoint);
+    }
+    if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
+        panic!(
+            "{var} is unset but {REQUIRE_VAR}=1: start moto first (`make test` does it), e.g. \
+             `.venv/bin/moto_server -H 127.0.0.1 -p 5055 &` and {var}=http://127.0.0.1:5055"
+        );
+    }
+    // Straight to stderr: the harness captures `eprintln!` of passing tests, which would hide it.
+    let _ = writeln!(std::io::stderr(), "SKIP {case} ({service}): {var} is unset; start moto or run `make test`");
+    None
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -43,14 +62,8 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
             env.insert("WORKSPACES_BUNDLES".into(), format!("file://{}", dir.path().join("bundles").display()));
         }
         Backend::Aws => {
-            let vars = ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3"];
-            if vars.iter().any(|v| std::env::var(v).map_or(true, |s| s.trim().is_empty())) {
-                if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
-                    panic!("{vars:?} must point at a local DynamoDB/S3 server (moto): `make test` starts one");
-                }
-                let _ = writeln!(std::io::stderr(), "SKIP {case} (aws): {vars:?} unset; run `make test`");
-                return None;
-            }
+            aws_endpoint("AWS_ENDPOINT_URL_DYNAMODB", case, "dynamodb")?;
+            aws_endpoint("AWS_ENDPOINT_URL_S3", case, "s3")?;
             let name = unique(case);
             let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
             let store = shared::store::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), &name);

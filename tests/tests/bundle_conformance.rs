@@ -7,7 +7,6 @@
 //! then doing what the local bundle route does (the route itself is tested with the API).
 //! Adapter-only checks (tampered links, sweeping, S3 URL shape) live in `folder_only`/`s3_only`.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::BehaviorVersion;
@@ -18,7 +17,6 @@ use shared::bundles::s3::S3Bundles;
 use shared::bundles::{now_unix, BundleStore, LinkSigner};
 
 const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_S3";
-const REQUIRE_VAR: &str = "WORKSPACES_TEST_REQUIRE_AWS";
 const S3_PREFIX: &str = "conf/v1";
 const BASE: &str = "http://127.0.0.1:9000";
 
@@ -47,20 +45,8 @@ async fn fresh_s3(case: &str) -> Option<Fixture> {
     Some(Fixture { store: Box::new(store), signer: None, dir: None, s3: Some((client, bucket)) })
 }
 
-/// The endpoint to test against; `None` (after a loud SKIP) when there is none and none is
-/// required, so a plain `cargo test` works without moto while CI cannot skip silently.
 fn s3_endpoint(case: &str) -> Option<String> {
-    if let Some(endpoint) = std::env::var(ENDPOINT_VAR).ok().filter(|v| !v.trim().is_empty()) {
-        return Some(endpoint);
-    }
-    if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
-        panic!(
-            "{ENDPOINT_VAR} is unset but {REQUIRE_VAR}=1: start moto first (`make test` does it), e.g. \
-             `.venv/bin/moto_server -H 127.0.0.1 -p 5055 &` and {ENDPOINT_VAR}=http://127.0.0.1:5055"
-        );
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP {case} (s3): {ENDPOINT_VAR} is unset; start moto or run `make test`");
-    None
+    blackbox_tests::aws_endpoint(ENDPOINT_VAR, case, "s3")
 }
 
 /// Static dummy credentials, a fixed region and path-style requests (as `from_env` does when

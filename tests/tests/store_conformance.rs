@@ -22,7 +22,6 @@ use shared::store::{Blobs, Store, StoreError, StoreResult};
 use shared::tables::{Column, Commit, Row, TableMeta, TableWrite, WsKey};
 
 const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_DYNAMODB";
-const REQUIRE_VAR: &str = "WORKSPACES_TEST_REQUIRE_AWS";
 
 /// A store plus whatever must outlive it (the SQLite file's directory).
 struct Fixture {
@@ -74,24 +73,8 @@ impl Blobs for MemBlobs {
     }
 }
 
-/// The endpoint to test against; `None` (after a loud SKIP) when there is none and none is
-/// required, so a plain `cargo test` works without moto while CI cannot skip silently.
 fn dynamo_endpoint(case: &str) -> Option<String> {
-    if let Some(endpoint) = std::env::var(ENDPOINT_VAR).ok().filter(|v| !v.trim().is_empty()) {
-        return Some(endpoint);
-    }
-    if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
-        panic!(
-            "{ENDPOINT_VAR} is unset but {REQUIRE_VAR}=1: start moto first (`make test` does it), e.g. \
-             `.venv/bin/moto_server -H 127.0.0.1 -p 5055 &` and {ENDPOINT_VAR}=http://127.0.0.1:5055"
-        );
-    }
-    // Straight to stderr: the harness captures `eprintln!` of passing tests, which would hide it.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP {case} (dynamodb): {ENDPOINT_VAR} is unset; start moto or run `make test` to cover DynamoDB"
-    );
-    None
+    blackbox_tests::aws_endpoint(ENDPOINT_VAR, case, "dynamodb")
 }
 
 /// Static dummy credentials and a fixed region, so the suite never depends on (or touches)

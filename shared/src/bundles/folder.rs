@@ -38,6 +38,18 @@ impl FolderBundles {
         check_key(key)?;
         Ok(self.root.join(key))
     }
+
+    /// The object's open file, size and path; `None` when absent (or not a regular file).
+    async fn open_file(&self, key: &str) -> StoreResult<Option<(tokio::fs::File, u64, PathBuf)>> {
+        let path = self.path_of(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(io_error("opening", &path, e)),
+        };
+        let meta = file.metadata().await.map_err(|e| io_error("reading", &path, e))?;
+        Ok(meta.is_file().then_some((file, meta.len(), path)))
+    }
 }
 
 /// No file there: nothing under that name, or a path through an object rather than a folder.
@@ -68,38 +80,20 @@ impl BundleStore for FolderBundles {
 
     async fn open_stream(&self, key: &str) -> StoreResult<Option<(u64, super::ByteStream)>> {
         use futures::StreamExt;
-        let path = self.path_of(key)?;
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(io_error("opening", &path, e)),
-        };
-        let meta = file.metadata().await.map_err(|e| io_error("reading", &path, e))?;
-        if !meta.is_file() {
-            return Ok(None);
-        }
+        let Some((file, size, path)) = self.open_file(key).await? else { return Ok(None) };
         let shown = path.display().to_string();
         let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
             .map(move |chunk| chunk.map_err(|e| StoreError::Unavailable(format!("reading {shown}: {e}"))));
-        Ok(Some((meta.len(), stream.boxed())))
+        Ok(Some((size, stream.boxed())))
     }
 
     async fn get(&self, key: &str, max_bytes: u64) -> StoreResult<Option<Vec<u8>>> {
-        let path = self.path_of(key)?;
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(io_error("opening", &path, e)),
-        };
-        let meta = file.metadata().await.map_err(|e| io_error("reading", &path, e))?;
-        if !meta.is_file() {
-            return Ok(None);
-        }
-        if meta.len() > max_bytes {
-            return Err(too_large(meta.len(), max_bytes));
+        let Some((file, size, path)) = self.open_file(key).await? else { return Ok(None) };
+        if size > max_bytes {
+            return Err(too_large(size, max_bytes));
         }
         // Bounded read: capacity from the size we just checked, and never more than the limit.
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         file.take(max_bytes.saturating_add(1))
             .read_to_end(&mut bytes)
             .await

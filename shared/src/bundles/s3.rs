@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
@@ -101,21 +101,9 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
     R: Debug,
 {
-    let unavailable = match &err {
-        SdkError::TimeoutError(_) => true,
-        SdkError::DispatchFailure(failure) => !failure.is_user(),
-        SdkError::ServiceError(_) => matches!(
-            err.code(),
-            Some("SlowDown" | "ServiceUnavailable" | "RequestTimeout" | "InternalError" | "ThrottlingException")
-        ),
-        _ => false,
-    };
-    let detail = format!("S3 {op}: {}", DisplayErrorContext(&err));
-    if unavailable {
-        StoreError::Unavailable(detail)
-    } else {
-        StoreError::Internal(detail)
-    }
+    const RETRYABLE: &[&str] =
+        &["SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "ThrottlingException"];
+    crate::store::sdk_error("S3", op, err, RETRYABLE)
 }
 
 fn too_large(size: u64, max_bytes: u64) -> StoreError {

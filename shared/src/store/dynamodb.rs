@@ -76,7 +76,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeySchemaElement, KeyType, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
@@ -395,29 +395,15 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
     R: Debug,
 {
-    let unavailable = match &err {
-        SdkError::TimeoutError(_) => true,
-        // `is_user` means we built a bad request: not something a retry fixes.
-        SdkError::DispatchFailure(failure) => !failure.is_user(),
-        SdkError::ServiceError(_) => matches!(
-            err.code(),
-            Some(
-                "ThrottlingException"
-                    | "ProvisionedThroughputExceededException"
-                    | "RequestLimitExceeded"
-                    | "ServiceUnavailable"
-            )
-        ),
-        _ => false,
-    };
     if err.code() == Some("ConditionalCheckFailedException") {
         // This message reaches the client (409), so it carries no internals.
         return StoreError::Conflict("the workspace was changed concurrently; reload it and retry".into());
     }
-    let detail = format!("DynamoDB {op}: {}", DisplayErrorContext(&err));
-    if unavailable {
-        StoreError::Unavailable(detail)
-    } else {
-        StoreError::Internal(detail)
-    }
+    const RETRYABLE: &[&str] = &[
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+    ];
+    super::sdk_error("DynamoDB", op, err, RETRYABLE)
 }

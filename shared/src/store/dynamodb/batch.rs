@@ -115,43 +115,24 @@ impl<'a> Writer<'a> {
 }
 
 impl DynamoStore {
-    /// One batch (≤ 25 requests) until all of it is processed. The SDK retries neither
-    /// `UnprocessedItems` nor, beyond its own few attempts, throttling.
+    /// One batch (≤ 25 requests) until all of it is processed.
     async fn batch_write(&self, requests: Vec<WriteRequest>) -> StoreResult<()> {
         if requests.len() > BATCH_WRITE_MAX {
             return Err(StoreError::Internal(format!("a batch of {} writes (max {BATCH_WRITE_MAX})", requests.len())));
         }
-        let mut pending = requests;
-        let mut attempt = 0u32;
-        while !pending.is_empty() {
-            let sent = pending.len();
-            let result = self.client.batch_write_item().request_items(&self.table, pending.clone()).send().await;
-            let progressed = match result {
-                Ok(out) => {
-                    pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-                    pending.len() < sent
-                }
-                Err(e) => match store_error("BatchWriteItem", e) {
-                    StoreError::Unavailable(m) if attempt + 1 < MAX_ATTEMPTS => {
-                        tracing::debug!(error = %m, attempt, "retrying BatchWriteItem");
-                        false
-                    }
-                    other => return Err(other),
-                },
-            };
-            if pending.is_empty() {
-                break;
-            }
-            attempt = if progressed { 1 } else { attempt + 1 };
-            if attempt >= MAX_ATTEMPTS {
-                return Err(StoreError::Unavailable(format!(
-                    "DynamoDB BatchWriteItem: {} writes still unprocessed after {MAX_ATTEMPTS} attempts",
-                    pending.len()
-                )));
-            }
-            tokio::time::sleep(backoff(attempt)).await;
-        }
-        Ok(())
+        until_processed("BatchWriteItem", requests, |pending| async move {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| store_error("BatchWriteItem", e))?;
+            let left = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+            Ok((Vec::<()>::new(), left))
+        })
+        .await
+        .map(drop)
     }
 
     /// The items at `keys` (≤ 100, no duplicates), consistently read; absent ones are missing.
@@ -159,49 +140,66 @@ impl DynamoStore {
         if keys.len() > BATCH_GET_MAX {
             return Err(StoreError::Internal(format!("a batch of {} reads (max {BATCH_GET_MAX})", keys.len())));
         }
-        let mut found = Vec::with_capacity(keys.len());
-        let mut pending = keys;
-        let mut attempt = 0u32;
-        while !pending.is_empty() {
-            let sent = pending.len();
+        until_processed("BatchGetItem", keys, |pending| async move {
             let request = KeysAndAttributes::builder()
-                .set_keys(Some(pending.clone()))
+                .set_keys(Some(pending))
                 .consistent_read(true)
                 .build()
                 .map_err(build_error)?;
-            let result = self.client.batch_get_item().request_items(&self.table, request).send().await;
-            let progressed = match result {
-                Ok(out) => {
-                    found.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
-                    pending = out
-                        .unprocessed_keys
-                        .and_then(|mut u| u.remove(&self.table))
-                        .map(|k| k.keys)
-                        .unwrap_or_default();
-                    pending.len() < sent
-                }
-                Err(e) => match store_error("BatchGetItem", e) {
-                    StoreError::Unavailable(m) if attempt + 1 < MAX_ATTEMPTS => {
-                        tracing::debug!(error = %m, attempt, "retrying BatchGetItem");
-                        false
-                    }
-                    other => return Err(other),
-                },
-            };
-            if pending.is_empty() {
-                break;
-            }
-            attempt = if progressed { 1 } else { attempt + 1 };
-            if attempt >= MAX_ATTEMPTS {
-                return Err(StoreError::Unavailable(format!(
-                    "DynamoDB BatchGetItem: {} keys still unprocessed after {MAX_ATTEMPTS} attempts",
-                    pending.len()
-                )));
-            }
-            tokio::time::sleep(backoff(attempt)).await;
-        }
-        Ok(found)
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| store_error("BatchGetItem", e))?;
+            let found = out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
+            let left = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+            Ok((found, left))
+        })
+        .await
     }
+}
+
+/// Sends `pending` until DynamoDB has processed all of it, gathering what each call returns.
+/// The SDK retries neither what a batch hands back unprocessed nor, beyond its own few
+/// attempts, throttling: both are resent here with backoff, and the count of attempts starts
+/// over whenever a call makes progress.
+async fn until_processed<T, R, F, Fut>(op: &str, mut pending: Vec<T>, mut send: F) -> StoreResult<Vec<R>>
+where
+    T: Clone,
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = StoreResult<(Vec<R>, Vec<T>)>>,
+{
+    let mut gathered = Vec::new();
+    let mut attempt = 0u32;
+    while !pending.is_empty() {
+        let sent = pending.len();
+        let progressed = match send(pending.clone()).await {
+            Ok((got, left)) => {
+                gathered.extend(got);
+                pending = left;
+                pending.len() < sent
+            }
+            Err(StoreError::Unavailable(m)) if attempt + 1 < MAX_ATTEMPTS => {
+                tracing::debug!(error = %m, attempt, op, "retrying");
+                false
+            }
+            Err(other) => return Err(other),
+        };
+        if pending.is_empty() {
+            break;
+        }
+        attempt = if progressed { 1 } else { attempt + 1 };
+        if attempt >= MAX_ATTEMPTS {
+            return Err(StoreError::Unavailable(format!(
+                "DynamoDB {op}: {} still unprocessed after {MAX_ATTEMPTS} attempts",
+                pending.len()
+            )));
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+    }
+    Ok(gathered)
 }
 
 #[cfg(test)]
