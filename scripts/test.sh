@@ -71,7 +71,7 @@ for line in sys.stdin:
 print(p, f, i)')
     read -r tp tf ti <<< "$counts"
     echo "make test steps: $((${#NAMES[@]} - failed)) of ${#NAMES[@]} passed"
-    echo "tests: $((tp + ${#NAMES[@]} - failed)) passed, $((tf + failed)) failed, $ti skipped"
+    echo "checks: $((tp + ${#NAMES[@]} - failed)) passed, $((tf + failed)) failed, $ti skipped"
     return "$failed"
 }
 

@@ -126,6 +126,8 @@ impl Answer {
     pub fn assert_error(&self, status: u16, needle: &str) {
         assert_eq!(self.status, status, "{}", self.body);
         assert_eq!(self.body["data"], Value::Null, "{}", self.body);
+        let word = if status == 409 { "conflict" } else { "error" };
+        assert_eq!(self.body["status"], word, "{}", self.body);
         assert!(
             self.message().to_lowercase().contains(&needle.to_lowercase()),
             "message {:?} should mention {needle:?}",

@@ -22,8 +22,9 @@ use crate::naming::{classify, projects_table, TableOwner};
 use crate::secrets;
 use crate::tables::{TableMeta, WsKey};
 
-/// Rows read from the store per round trip while streaming a table.
-const PAGE_ROWS: usize = 500;
+/// Rows read from the store per page while streaming a table: about 2 MB of typical rows in
+/// memory at a time, and on DynamoDB one parallel Query per shard for each page.
+const PAGE_ROWS: usize = 2000;
 /// Bytes gathered before handing them to the upload (which cuts its own parts).
 const FLUSH_BYTES: usize = 1024 * 1024;
 /// Room left in the inline limit for the envelope around `data`.

@@ -86,7 +86,8 @@ pub trait Store: Send + Sync {
     async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>>;
 
     /// Up to `limit` rows of `table` in key order (byte order of the key text), strictly after
-    /// the key `after`. Memory stays bounded however large the table is.
+    /// the key `after`; fewer than `limit` only at the end of the table, so callers page until
+    /// a short page. Memory stays bounded however large the table is.
     async fn read_rows(
         &self,
         ws: &WsKey,
