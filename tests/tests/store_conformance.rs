@@ -612,3 +612,53 @@ mod dynamodb_only {
         assert!(matches!(listed, Err(StoreError::Unavailable(_))), "list: {listed:?}");
     }
 }
+
+/// `cargo lambda watch` runs every function in a process of its own over one SQLite file:
+/// separate connections (SQLite's locks are the file's, as between processes) must each get
+/// every write in, none failing with "database is locked".
+mod sqlite_only {
+    use std::sync::Arc;
+
+    use serde_json::{json, Map};
+    use shared::model::{now_timestamp, Owner};
+    use shared::store::sqlite::SqliteStore;
+    use shared::store::Store;
+    use shared::tables::{Column, Commit, TableWrite, WsKey};
+
+    use super::support::draft;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn several_connections_write_one_file_at_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("shared.db");
+        let stores: Vec<Arc<SqliteStore>> = (0..4).map(|_| Arc::new(SqliteStore::open(&path).expect("open"))).collect();
+        let owner = Owner::user("acme", "ann");
+        let mut tasks = Vec::new();
+        for (i, store) in stores.iter().enumerate() {
+            for j in 0..25 {
+                let (store, owner) = (Arc::clone(store), owner.clone());
+                tasks.push(tokio::spawn(async move {
+                    let id = format!("ws_{i}_{j}");
+                    store.save_workspace(&owner, draft(&owner, &id, "n", "ann", &now_timestamp())).await?;
+                    let mut row = Map::new();
+                    row.insert("id".into(), json!(id));
+                    let table = TableWrite {
+                        name: "cells_shared".into(),
+                        columns: vec![Column::new("id", "text", false)],
+                        key_column: "id".into(),
+                        rows: vec![(id.clone(), row)],
+                    };
+                    let commit = Commit { id: id.clone(), upserts: vec![table], ..Commit::default() };
+                    store.commit(&WsKey::new(owner.clone(), "ws_common"), commit).await
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.expect("task").expect("every write succeeds");
+        }
+        let listed = stores[3].list_workspaces(&owner, None, 1000).await.expect("list");
+        assert_eq!(listed.len(), 100);
+        let tables = stores[1].list_tables(&WsKey::new(owner, "ws_common")).await.expect("tables");
+        assert_eq!(tables.iter().map(|t| t.row_count).sum::<u64>(), 100);
+    }
+}

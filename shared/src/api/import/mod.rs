@@ -211,6 +211,10 @@ impl<'a> Plan<'a> {
                 if projects_table {
                     row.insert("project_id".into(), Value::String(key.clone()));
                     row.insert("scope".into(), Value::String(self.req.scope.as_str().into()));
+                    // Our two extra project columns, null when the platform's bundle lacks them.
+                    for extra in ["description", "metadata"] {
+                        row.entry(extra).or_insert(Value::Null);
+                    }
                 }
                 let mut value = Value::Object(row);
                 if secrets::contains_marker(&value) {
@@ -232,6 +236,12 @@ impl<'a> Plan<'a> {
             }
             if let Some(write) = self.writes.get_mut(&name) {
                 merge_columns(&mut write.columns, &occ.columns);
+                if projects_table {
+                    let extras = crate::api::projects::projects_columns();
+                    let missing: Vec<Column> =
+                        extras.into_iter().filter(|c| !write.columns.iter().any(|w| w.name == c.name)).collect();
+                    write.columns.extend(missing);
+                }
                 write.key_column = occ.key_column.clone();
                 // Last occurrence of a key wins, in place of the earlier one.
                 let positions: HashMap<String, usize> =
