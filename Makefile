@@ -15,12 +15,13 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 VENV_OK := $(VENV)/.tools-installed
 export VENV
 
-.PHONY: help venv run token test bench fmt lint build-arm64 clean-local
+.PHONY: help venv run token invoke test bench fmt lint build-arm64 clean-local
 
 help:
 	@echo "make run          serve the API on 127.0.0.1:\$$PORT (default 9000) with cargo lambda watch, print a token and a curl line"
 	@echo "make test         fmt + clippy + cfn-lint + cargo tests (DynamoDB/S3 against moto) + end-to-end smoke"
 	@echo "make bench        import/export rows/s and export peak memory on both backends (BENCH_ARGS='--rows 100000')"
+	@echo "make invoke       FN=save-workspace: one fixture event through the Lambda invoke API of a running 'make run'"
 	@echo "make token        mint a dev token: make token ORG=acme USER_NAME=ann [ROLE=admin] [TTL=3600]"
 	@echo "make fmt | lint   format the code | fmt check + clippy + cfn-lint"
 	@echo "make build-arm64  release Lambda builds for arm64 (cargo lambda + zig), into target/lambda/"
@@ -41,6 +42,16 @@ token:
 	@ROOT=$(CURDIR); source scripts/lib.sh; \
 	  WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-tools --bin mint-token -- \
 	  --org "$(ORG)" --user "$(USER_NAME)" $(if $(ROLE),--role "$(ROLE)") $(if $(TTL),--ttl "$(TTL)")
+
+# Against a running `make run`: the function's API Gateway fixture event (shared/tests/fixtures/
+# events/$(FN).json, for my-org/my-user) with a fresh token, through cargo lambda's invoke API.
+FN ?= save-workspace
+invoke: venv
+	@ROOT=$(CURDIR); source scripts/lib.sh; \
+	  tok=$$(WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-tools --bin mint-token -- --org my-org --user my-user); \
+	  event=$$(mktemp); sed "s/TOKEN/$$tok/" shared/tests/fixtures/events/$(FN).json > $$event; \
+	  PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda invoke $(FN) --invoke-address 127.0.0.1 --invoke-port $(PORT) --data-file $$event; \
+	  rc=$$?; rm -f $$event; exit $$rc
 
 test: venv
 	@scripts/test.sh
