@@ -73,6 +73,8 @@ type BatchFuture<'a> = Pin<Box<dyn Future<Output = StoreResult<()>> + Send + 'a>
 /// ~32 × 25 items however many go through. `finish` must be awaited for the writes to be done.
 pub(super) struct Writer<'a> {
     store: &'a DynamoStore,
+    /// Calls this writer keeps in flight.
+    concurrency: usize,
     batch: Chunker<WriteRequest>,
     in_flight: FuturesUnordered<BatchFuture<'a>>,
     /// Requests accepted so far.
@@ -81,7 +83,18 @@ pub(super) struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     pub fn new(store: &'a DynamoStore) -> Self {
-        Self { store, batch: Chunker::new(BATCH_WRITE_MAX), in_flight: FuturesUnordered::new(), pushed: 0 }
+        Self::with_concurrency(store, WRITE_CONCURRENCY)
+    }
+
+    /// A writer that keeps at most `concurrency` calls in flight (at least 1).
+    pub fn with_concurrency(store: &'a DynamoStore, concurrency: usize) -> Self {
+        Self {
+            store,
+            concurrency: concurrency.max(1),
+            batch: Chunker::new(BATCH_WRITE_MAX),
+            in_flight: FuturesUnordered::new(),
+            pushed: 0,
+        }
     }
 
     pub async fn push(&mut self, request: WriteRequest) -> StoreResult<()> {
@@ -104,7 +117,7 @@ impl<'a> Writer<'a> {
     }
 
     async fn launch(&mut self, requests: Vec<WriteRequest>) -> StoreResult<()> {
-        while self.in_flight.len() >= WRITE_CONCURRENCY {
+        while self.in_flight.len() >= self.concurrency {
             if let Some(done) = self.in_flight.next().await {
                 done?;
             }

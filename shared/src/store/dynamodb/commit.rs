@@ -7,7 +7,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 
-use super::batch::{put_request, Writer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::batch::{put_request, Writer, WRITE_CONCURRENCY};
 use super::layout::{
     blob_key, key_item, manifest_item, n, now_secs, record_sk, refs_json, row_item, row_of_item, rows_pk, shard_of,
     short, Manifest, RowData, TableEntry, VersionRef, COMMITTED, INLINE_ROW_MAX, PENDING,
@@ -78,8 +80,10 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Every table's new version, through one writer (so its calls stay in flight across
-    /// tables); the row counts, in `plans` order.
+    /// Every table's new version; the row counts, in `plans` order. The tables are written
+    /// concurrently, sharing the in-flight budget: one table only spreads over its own shards
+    /// (a partition key takes about 1,000 writes/s), so writing tables one after another would
+    /// cap a commit at one table's shards at a time.
     async fn write_versions(
         &self,
         ws_key: &str,
@@ -87,14 +91,22 @@ impl DynamoStore {
         version: &str,
         fault: Option<usize>,
     ) -> StoreResult<Vec<u64>> {
-        let mut writer = Writer::new(self);
-        let mut counts = Vec::with_capacity(plans.len());
-        for plan in plans {
-            counts.push(self.write_version(&mut writer, ws_key, plan, version, fault).await?);
-        }
-        writer.finish().await?;
+        let per_table = (WRITE_CONCURRENCY / plans.len().max(1)).max(2);
+        let pushed = AtomicUsize::new(0);
+        let writes = plans.iter().map(|plan| {
+            let pushed = &pushed;
+            async move {
+                let mut writer = Writer::with_concurrency(self, per_table);
+                let rows = self.write_version(&mut writer, ws_key, plan, version, fault, pushed).await;
+                // Whatever happened, the calls already in flight are awaited before returning.
+                let finished = writer.finish().await;
+                let rows = rows?;
+                finished.map(|()| rows)
+            }
+        });
+        let counts = futures::future::try_join_all(writes).await?;
         match fault {
-            Some(limit) => Err(injected(writer.pushed, limit)),
+            Some(limit) => Err(injected(pushed.load(Ordering::SeqCst), limit)),
             None => Ok(counts),
         }
     }
@@ -203,6 +215,7 @@ impl DynamoStore {
         plan: &TablePlan<'_>,
         version: &str,
         fault: Option<usize>,
+        pushed: &AtomicUsize,
     ) -> StoreResult<u64> {
         let new_pk = |key: &str| rows_pk(ws_key, plan.name, version, shard_of(key, plan.shards));
         let mut rows = 0u64;
@@ -232,7 +245,7 @@ impl DynamoStore {
                                 RowData::Inline(text) => RowData::Inline(text),
                                 RowData::Blob(blob) => self.copy_blob(ws_key, plan.name, version, &key, &blob).await?,
                             };
-                            self.push_row(writer, row_item(new_pk(&key), &key, data), fault).await?;
+                            self.push_row(writer, row_item(new_pk(&key), &key, data), fault, pushed).await?;
                             copied += 1;
                         }
                         Ok::<u64, StoreError>(copied)
@@ -254,17 +267,24 @@ impl DynamoStore {
                 StoreError::Internal(format!("row {} of table {} does not serialize: {e}", short(key), plan.name))
             })?;
             let data = self.row_data(ws_key, plan.name, version, key, text).await?;
-            self.push_row(writer, row_item(new_pk(key), key, data), fault).await?;
+            self.push_row(writer, row_item(new_pk(key), key, data), fault, pushed).await?;
             rows += 1;
         }
         Ok(rows)
     }
 
-    async fn push_row(&self, writer: &mut Writer<'_>, item: Item, fault: Option<usize>) -> StoreResult<()> {
-        if let Some(limit) = fault.filter(|limit| writer.pushed >= *limit) {
+    /// `pushed` counts the rows of the whole commit, across its tables' writers, for the fault.
+    async fn push_row(
+        &self,
+        writer: &mut Writer<'_>,
+        item: Item,
+        fault: Option<usize>,
+        pushed: &AtomicUsize,
+    ) -> StoreResult<()> {
+        let so_far = pushed.fetch_add(1, Ordering::SeqCst);
+        if let Some(limit) = fault.filter(|limit| so_far >= *limit) {
             // What was written stays written, as after a crash; none of it is visible.
-            writer.finish().await?;
-            return Err(injected(writer.pushed, limit));
+            return Err(injected(so_far, limit));
         }
         writer.push(put_request(item)?).await
     }
