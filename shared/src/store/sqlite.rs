@@ -3,6 +3,7 @@
 //! transaction of its own.
 
 use async_trait::async_trait;
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -95,6 +96,27 @@ impl SqliteStore {
     }
 }
 
+/// A new workspace row from a draft, for `save_workspace` and a commit's `create_workspace` alike;
+/// each adds what an existing row gets. Bound by [`draft_values`].
+const INSERT_WORKSPACE: &str = "INSERT INTO workspaces (owner, id, name, description, metadata, scope, author,
+                                                updated_by, created_at, updated_at, list_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)";
+
+fn draft_values(owner_key: &str, draft: &WorkspaceDraft) -> StoreResult<rusqlite::ParamsFromIter<[Value; 9]>> {
+    let metadata = serde_json::to_string(&draft.metadata).map_err(internal)?;
+    Ok(rusqlite::params_from_iter([
+        Value::Text(owner_key.to_owned()),
+        Value::Text(draft.id.clone()),
+        Value::Text(draft.name.clone()),
+        draft.description.clone().map_or(Value::Null, Value::Text),
+        Value::Text(metadata),
+        Value::Text(draft.scope.as_str().to_owned()),
+        Value::Text(draft.writer.clone()),
+        Value::Text(draft.now.clone()),
+        Value::Text(crate::model::list_key(&draft.now, draft.scope, &draft.id)),
+    ]))
+}
+
 const WS_COLUMNS: &str = "id, name, description, metadata, scope, author, updated_by, created_at, updated_at";
 
 fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Workspace, StoreError>> {
@@ -127,34 +149,15 @@ impl Store for SqliteStore {
     async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
         let owner = owner.key();
         self.with_conn(move |conn| {
-            let metadata = serde_json::to_string(&draft.metadata).map_err(internal)?;
-            let list_key = crate::model::list_key(&draft.now, draft.scope, &draft.id);
             let sql = format!(
-                "INSERT INTO workspaces (owner, id, name, description, metadata, scope, author, updated_by,
-                                         created_at, updated_at, list_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)
+                "{INSERT_WORKSPACE}
                  ON CONFLICT (owner, id) DO UPDATE SET
                     name = excluded.name, description = excluded.description, metadata = excluded.metadata,
                     scope = excluded.scope, updated_by = excluded.updated_by, updated_at = excluded.updated_at,
                     list_key = excluded.list_key
                  RETURNING {WS_COLUMNS}"
             );
-            conn.query_row(
-                &sql,
-                params![
-                    owner,
-                    draft.id,
-                    draft.name,
-                    draft.description,
-                    metadata,
-                    draft.scope.as_str(),
-                    draft.writer,
-                    draft.now,
-                    list_key
-                ],
-                workspace_from_row,
-            )
-            .map_err(from_sqlite)?
+            conn.query_row(&sql, draft_values(&owner, &draft)?, workspace_from_row).map_err(from_sqlite)?
         })
         .await
     }
@@ -308,25 +311,8 @@ fn apply_commit(
     fault: Option<usize>,
 ) -> StoreResult<()> {
     if let Some(draft) = &commit.create_workspace {
-        let metadata = serde_json::to_string(&draft.metadata).map_err(internal)?;
-        tx.execute(
-            "INSERT INTO workspaces (owner, id, name, description, metadata, scope, author, updated_by,
-                                     created_at, updated_at, list_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)
-             ON CONFLICT (owner, id) DO NOTHING",
-            params![
-                owner_key,
-                draft.id,
-                draft.name,
-                draft.description,
-                metadata,
-                draft.scope.as_str(),
-                draft.writer,
-                draft.now,
-                crate::model::list_key(&draft.now, draft.scope, &draft.id)
-            ],
-        )
-        .map_err(from_sqlite)?;
+        tx.execute(&format!("{INSERT_WORKSPACE} ON CONFLICT (owner, id) DO NOTHING"), draft_values(owner_key, draft)?)
+            .map_err(from_sqlite)?;
     }
     let mut written = 0usize;
     for table in &commit.upserts {

@@ -1,6 +1,7 @@
 //! Reading tables: the manifest first, then only the version it names.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -114,17 +115,31 @@ impl DynamoStore {
             return Ok(Vec::new());
         }
         let ws_key = ws.key();
-        for _ in 0..READ_ATTEMPTS {
-            let manifest = self.manifest(&ws_key).await?;
-            let Some(entry) = manifest.tables.get(table) else { return Ok(Vec::new()) };
-            let read = async {
-                let rows = self.merge_shards(&ws_key, table, entry, after, limit).await?;
+        let ws_key = ws_key.as_str();
+        let read = self
+            .read_stable(ws_key, table, |entry| async move {
+                let rows = self.merge_shards(ws_key, table, &entry, after, limit).await?;
                 self.resolve_rows(table, rows).await
-            }
-            .await;
+            })
+            .await?;
+        Ok(read.unwrap_or_default())
+    }
+
+    /// Runs `read` on the version of `table` the manifest names, then checks the manifest still
+    /// names it (invariant 5: a commit and its cleanup may have raced the read), retrying a few
+    /// times. `None` when the table does not exist.
+    async fn read_stable<T, F, Fut>(&self, ws_key: &str, table: &str, read: F) -> StoreResult<Option<T>>
+    where
+        F: Fn(TableEntry) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        for _ in 0..READ_ATTEMPTS {
+            let manifest = self.manifest(ws_key).await?;
+            let Some(entry) = manifest.tables.get(table) else { return Ok(None) };
+            let result = read(entry.clone()).await;
             // Checked even after an error: a blob that vanished mid-read is a race, not damage.
-            if self.still_current(&ws_key, table, &entry.v).await? {
-                return read;
+            if self.still_current(ws_key, table, &entry.v).await? {
+                return result.map(Some);
             }
         }
         Err(StoreError::Unavailable(format!("table {table} kept changing while being read; retry")))
@@ -209,16 +224,15 @@ impl DynamoStore {
             return Ok(Vec::new());
         }
         let ws_key = ws.key();
-        for _ in 0..READ_ATTEMPTS {
-            let manifest = self.manifest(&ws_key).await?;
-            let Some(entry) = manifest.tables.get(table) else { return Ok(Vec::new()) };
-            let read = async {
+        let (ws_key, wanted) = (ws_key.as_str(), &wanted);
+        let read = self
+            .read_stable(ws_key, table, |entry| async move {
                 let batches: Vec<Vec<Item>> = wanted
                     .chunks(BATCH_GET_MAX)
                     .map(|chunk| {
                         chunk
                             .iter()
-                            .map(|k| key_item(rows_pk(&ws_key, table, &entry.v, shard_of(k, entry.shards)), *k))
+                            .map(|k| key_item(rows_pk(ws_key, table, &entry.v, shard_of(k, entry.shards)), *k))
                             .collect()
                     })
                     .collect();
@@ -233,15 +247,11 @@ impl DynamoStore {
                     .map(|mut item| row_of_item(&mut item, table))
                     .collect::<StoreResult<Vec<_>>>()?;
                 self.resolve_rows(table, rows).await
-            }
-            .await;
-            if self.still_current(&ws_key, table, &entry.v).await? {
-                let found: HashMap<String, Row> = read?.into_iter().collect();
-                // In the order asked for, as the SQLite adapter answers.
-                return Ok(keys.iter().filter_map(|k| found.get(k).map(|row| (k.clone(), row.clone()))).collect());
-            }
-        }
-        Err(StoreError::Unavailable(format!("table {table} kept changing while being read; retry")))
+            })
+            .await?;
+        let found: HashMap<String, Row> = read.unwrap_or_default().into_iter().collect();
+        // In the order asked for, as the SQLite adapter answers.
+        Ok(keys.iter().filter_map(|k| found.get(k).map(|row| (k.clone(), row.clone()))).collect())
     }
 
     /// Parses rows, fetching the ones stored as blobs.
