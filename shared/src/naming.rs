@@ -4,30 +4,30 @@
 
 use crate::error::ApiError;
 
-/// A table name's parts once its owner is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TableOwner {
-    Project { kind: String, project_id: String },
-    Workspace { kind: String },
-}
+pub use crate::tables::TableOwner;
 
 pub fn projects_table(workspace_id: &str) -> String {
     format!("projects_{workspace_id}")
 }
 
-/// Which project (longest matching id first) or the workspace a table belongs to.
+/// Which project or the workspace a bundle's table belongs to, by its name: every known id
+/// (the projects' and the workspace's) is tried as a whole `_<id>` suffix and the longest match
+/// wins, so in workspace `ws_abc` with project `abc`, `concepts_ws_abc` is the workspace's and
+/// `concepts_abc` the project's. Used once, at import; what it decides is recorded with the table.
+/// A project id equal to the workspace id is refused before this (it would make names ambiguous).
 pub fn classify(name: &str, project_ids: &[String], workspace_id: &str) -> Option<TableOwner> {
-    let mut by_length: Vec<&String> = project_ids.iter().collect();
-    by_length.sort_by_key(|id| std::cmp::Reverse(id.len()));
-    for pid in by_length {
+    let mut best: Option<TableOwner> = kind_before(name, workspace_id).map(|kind| TableOwner::Workspace { kind });
+    let mut best_len = if best.is_some() { workspace_id.len() } else { 0 };
+    for pid in project_ids {
+        if pid.len() <= best_len {
+            continue;
+        }
         if let Some(kind) = kind_before(name, pid) {
-            // `projects_<ws>` is never a project's table even if a project id equals the ws id.
-            if !(kind == "projects" && pid == workspace_id) {
-                return Some(TableOwner::Project { kind, project_id: pid.clone() });
-            }
+            best = Some(TableOwner::Project { kind, project_id: pid.clone() });
+            best_len = pid.len();
         }
     }
-    kind_before(name, workspace_id).map(|kind| TableOwner::Workspace { kind })
+    best
 }
 
 fn kind_before(name: &str, suffix: &str) -> Option<String> {
@@ -82,6 +82,61 @@ mod tests {
             Some(TableOwner::Workspace { kind: "projects".into() })
         );
         assert_eq!(classify("concepts_other", &pids, "ws"), None);
+        // The defect that let one project's cleanup drop the whole workspace.
+        assert_eq!(
+            classify("projects_ws_abc", &ids(&["abc"]), "ws_abc"),
+            Some(TableOwner::Workspace { kind: "projects".into() })
+        );
+        assert_eq!(
+            classify("concepts_ws_abc", &ids(&["abc"]), "ws_abc"),
+            Some(TableOwner::Workspace { kind: "concepts".into() })
+        );
+        assert_eq!(
+            classify("concepts_abc", &ids(&["abc"]), "ws_abc"),
+            Some(TableOwner::Project { kind: "concepts".into(), project_id: "abc".into() })
+        );
         assert_eq!(classify("_ws", &pids, "ws"), None);
+    }
+
+    /// Property: over generated ids full of `_` and shared tails, a table named for an owner is
+    /// classified back to exactly that owner whenever no longer known id also ends its name, and
+    /// otherwise to the longest such id.
+    #[test]
+    fn longest_whole_id_wins_over_generated_ids() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        let parts = ["a", "b", "ab", "x_a", "ws", "p", "1", "a_b", "_"];
+        let gen = |rng: &mut rand::rngs::StdRng| -> String {
+            let n = rng.gen_range(1..4);
+            let mut id: String = (0..n).map(|_| parts[rng.gen_range(0..parts.len())]).collect::<Vec<_>>().join("_");
+            id = id.trim_matches('_').to_owned();
+            if id.is_empty() {
+                id.push('q');
+            }
+            id
+        };
+        for _ in 0..3000 {
+            let ws = gen(&mut rng);
+            let mut pids: Vec<String> = (0..rng.gen_range(0..5)).map(|_| gen(&mut rng)).collect();
+            pids.retain(|p| *p != ws);
+            pids.sort();
+            pids.dedup();
+            let kind = ["concepts", "cells", "my_kind", "projects", "x"][rng.gen_range(0..5)].to_owned();
+            let owner = if !pids.is_empty() && rng.gen_bool(0.6) {
+                TableOwner::Project { kind: kind.clone(), project_id: pids[rng.gen_range(0..pids.len())].clone() }
+            } else {
+                TableOwner::Workspace { kind: kind.clone() }
+            };
+            let name = owner.table_name(&ws);
+            let got = classify(&name, &pids, &ws).unwrap_or_else(|| panic!("{name} not classified"));
+            // Whatever was chosen names the table and is the longest id that could.
+            assert_eq!(got.table_name(&ws), name, "{got:?} does not name {name}");
+            let chosen = got.project_id().unwrap_or(&ws).len();
+            let longest = pids.iter().chain([&ws]).filter(|id| kind_before(&name, id).is_some()).map(|id| id.len()).max();
+            assert_eq!(Some(chosen), longest, "{name} with ids {pids:?} and workspace {ws}: chose {got:?}");
+            if pids.iter().chain([&ws]).all(|id| id.len() <= owner.project_id().unwrap_or(&ws).len() || kind_before(&name, id).is_none()) {
+                assert_eq!(got, owner);
+            }
+        }
     }
 }

@@ -61,7 +61,24 @@ pub fn contains_marker(value: &Value) -> bool {
 /// Puts stored secrets back where `incoming` has markers. A marker with nothing stored to
 /// restore becomes null for a whole-field secret (the value never left its source) and stays
 /// as text inside a string.
-pub fn restore(incoming: &mut Value, stored: Option<&Value>) {
+pub fn restore(incoming: &mut Value, stored: Option<&Value>) -> Result<(), SecretRebind> {
+    restore_values(incoming, stored);
+    Ok(())
+}
+
+/// TEMPORARY shim until the rebind rule lands (branch wt-a).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRebind {
+    pub field: String,
+}
+
+impl SecretRebind {
+    pub fn message(&self) -> String {
+        format!("{}: '{REDACTED}' can only keep a stored secret when nothing else in the row changes", self.field)
+    }
+}
+
+fn restore_values(incoming: &mut Value, stored: Option<&Value>) {
     match incoming {
         Value::String(s) if s == REDACTED => {
             *incoming = stored.filter(|v| v.as_str() != Some(REDACTED)).cloned().unwrap_or(Value::Null);
@@ -80,12 +97,12 @@ pub fn restore(incoming: &mut Value, stored: Option<&Value>) {
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                restore(v, stored.and_then(|s| s.get(k)));
+                restore_values(v, stored.and_then(|s| s.get(k)));
             }
         }
         Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                restore(v, stored.and_then(|s| s.get(i)));
+                restore_values(v, stored.and_then(|s| s.get(i)));
             }
         }
         _ => {}

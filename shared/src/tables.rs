@@ -51,10 +51,50 @@ impl Column {
     }
 }
 
+/// What a table belongs to and what kind of table it is, recorded when the table is created
+/// (by import or project save) and read from then on: cleanup, export, counts and renames never
+/// work it out from the name again, since ids may share tails (`abc` and `ws_abc`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "owner", rename_all = "lowercase")]
+pub enum TableOwner {
+    /// A project's own table (`<kind>_<project id>` on the platform).
+    Project { kind: String, project_id: String },
+    /// A workspace table (`<kind>_<workspace id>`), `projects` included.
+    Workspace { kind: String },
+}
+
+impl TableOwner {
+    pub fn kind(&self) -> &str {
+        match self {
+            TableOwner::Project { kind, .. } | TableOwner::Workspace { kind } => kind,
+        }
+    }
+    pub fn project_id(&self) -> Option<&str> {
+        match self {
+            TableOwner::Project { project_id, .. } => Some(project_id),
+            TableOwner::Workspace { .. } => None,
+        }
+    }
+    /// Tables stored before owners were recorded: a workspace table, never a project's, so that
+    /// no project cleanup can ever drop one (an import classifies it properly when it is rewritten).
+    pub fn unrecorded(name: &str) -> Self {
+        TableOwner::Workspace { kind: name.to_owned() }
+    }
+    /// The table's name in a workspace, as the platform names it.
+    pub fn table_name(&self, workspace_id: &str) -> String {
+        match self {
+            TableOwner::Project { kind, project_id } => format!("{kind}_{project_id}"),
+            TableOwner::Workspace { kind } => format!("{kind}_{workspace_id}"),
+        }
+    }
+}
+
 /// A stored table's description.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableMeta {
     pub name: String,
+    /// Recorded when the table was created.
+    pub owner: TableOwner,
     pub columns: Vec<Column>,
     /// The column rows merge by.
     pub key_column: String,
@@ -66,6 +106,8 @@ pub struct TableMeta {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableWrite {
     pub name: String,
+    /// Recorded with the table (the API checks it matches what is stored).
+    pub owner: TableOwner,
     /// The table's schema after the write.
     pub columns: Vec<Column>,
     pub key_column: String,
@@ -93,6 +135,21 @@ impl Commit {
     pub fn rows_written(&self) -> usize {
         self.upserts.iter().map(|t| t.rows.len()).sum()
     }
+}
+
+/// What one workspace's table catalog (every table's name, owner, key column and schema) may
+/// take. The DynamoDB store keeps the catalog in one item (400 KB at most), so the API refuses
+/// (413) before writing anything what would pass this, on both stores alike.
+pub const MAX_CATALOG_BYTES: usize = 300_000;
+
+/// A table's share of [`MAX_CATALOG_BYTES`]: its catalog entry's encoded size, plus room for
+/// what a store adds beside it (version, row count, shards).
+pub fn catalog_bytes(name: &str, key_column: &str, columns: &[Column], owner: &TableOwner) -> usize {
+    name.len() + key_column.len() + encoded_len(columns) + encoded_len(owner) + 128
+}
+
+fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(0, |v| v.len())
 }
 
 /// The column rows merge by: the platform's known keys, else the first non-nullable column.

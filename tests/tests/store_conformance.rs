@@ -19,7 +19,7 @@ use shared::model::{now_timestamp, Owner, Scope, Workspace, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
 use shared::store::sqlite::SqliteStore;
 use shared::store::{Blobs, Store, StoreError, StoreResult};
-use shared::tables::{Column, Commit, Row, TableMeta, TableWrite, WsKey};
+use shared::tables::{Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey};
 
 const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_DYNAMODB";
 
@@ -623,9 +623,42 @@ mod sqlite_only {
     use shared::model::{now_timestamp, Owner};
     use shared::store::sqlite::SqliteStore;
     use shared::store::Store;
-    use shared::tables::{Column, Commit, TableWrite, WsKey};
+    use shared::tables::{Column, Commit, TableOwner, TableWrite, WsKey};
 
     use super::support::draft;
+
+    /// A file written before table owners were recorded still opens; its tables read as the
+    /// workspace's (so no project cleanup can drop them) until a write records their owner.
+    #[tokio::test]
+    async fn a_file_from_before_owners_were_recorded_opens() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE ws_tables (ws TEXT NOT NULL, name TEXT NOT NULL, columns TEXT NOT NULL,
+                     key_column TEXT NOT NULL, row_count INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ws, name)) WITHOUT ROWID;
+                 INSERT INTO ws_tables VALUES ('org#acme#user#ann#ws#ws_1', 'concepts_p1', '[]', 'id', 0);",
+            )
+            .expect("old schema");
+        }
+        let store = SqliteStore::open(&path).expect("the old file opens");
+        let ws = WsKey::new(Owner::user("acme", "ann"), "ws_1");
+        let tables = store.list_tables(&ws).await.expect("list");
+        assert_eq!(tables.len(), 1);
+        assert_eq!(tables[0].owner, TableOwner::unrecorded("concepts_p1"));
+        assert_eq!(tables[0].owner.project_id(), None, "never taken for a project's table");
+        let owner = TableOwner::Project { kind: "concepts".into(), project_id: "p1".into() };
+        let write = TableWrite {
+            name: "concepts_p1".into(),
+            owner: owner.clone(),
+            columns: vec![Column::new("id", "text", false)],
+            key_column: "id".into(),
+            rows: vec![],
+        };
+        store.commit(&ws, Commit { id: "c1".into(), upserts: vec![write], ..Commit::default() }).await.expect("commit");
+        assert_eq!(store.list_tables(&ws).await.expect("list")[0].owner, owner, "recorded by the write");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn several_connections_write_one_file_at_once() {
@@ -644,6 +677,7 @@ mod sqlite_only {
                     row.insert("id".into(), json!(id));
                     let table = TableWrite {
                         name: "cells_shared".into(),
+                        owner: TableOwner::Workspace { kind: "cells".into() },
                         columns: vec![Column::new("id", "text", false)],
                         key_column: "id".into(),
                         rows: vec![(id.clone(), row)],

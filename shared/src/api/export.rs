@@ -5,7 +5,7 @@
 //! into a streamed (multipart) upload to the object store and the answer carries a link
 //! instead of the rows. Memory stays bounded by one page of rows plus one upload part.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -18,7 +18,8 @@ use crate::bundles::Upload;
 use crate::error::ApiError;
 use crate::http::Call;
 use crate::model::{now_timestamp, validate_id, Principal, Scope};
-use crate::naming::{classify, projects_table, TableOwner};
+use super::projects::visible;
+use crate::naming::projects_table;
 use crate::secrets;
 use crate::tables::{TableMeta, WsKey};
 
@@ -54,7 +55,7 @@ pub async fn export_tables(app: &App, principal: &Principal, call: &Call) -> Res
     }
 
     super::bundles::sweep_expired(app, principal).await;
-    let layout = Layout::read(app, &ws).await?;
+    let layout = Layout::read(app, principal, &ws).await?;
     let key = bundle_key(&tenant(principal), &new_bundle_id());
     let limit = app.config.inline_limit_bytes.saturating_sub(ENVELOPE_BYTES);
     let mut out =
@@ -101,26 +102,35 @@ pub async fn export_tables(app: &App, principal: &Principal, call: &Call) -> Res
 }
 
 /// Which table goes where in the bundle, following the platform's sample: `projects_<ws>` at
-/// the top level; each project holds its own tables and every other workspace table.
+/// the top level; each project holds its own tables and every other workspace table. Each
+/// table's place comes from its recorded owner. Only what the caller may load is in it: another
+/// member's private project (its row and its tables) is left out as if it did not exist.
 struct Layout {
     top: Vec<TableMeta>,
     /// Project id → (its scope, its own tables).
     projects: Vec<(String, Value, Vec<TableMeta>)>,
     /// Workspace tables repeated in every project.
     shared: Vec<TableMeta>,
+    /// Rows of the projects table the caller may not see.
+    hidden: HashSet<String>,
 }
 
 impl Layout {
-    async fn read(app: &App, ws: &WsKey) -> Result<Self, ApiError> {
+    async fn read(app: &App, principal: &Principal, ws: &WsKey) -> Result<Self, ApiError> {
         let tables = app.store.list_tables(ws).await?;
         let projects_name = projects_table(&ws.workspace_id);
         let mut projects: Vec<(String, Value, Vec<TableMeta>)> = Vec::new();
+        let mut hidden = HashSet::new();
         if tables.iter().any(|t| t.name == projects_name) {
             let mut after: Option<String> = None;
             loop {
                 let page = app.store.read_rows(ws, &projects_name, after.as_deref(), PAGE_ROWS).await?;
                 for (pid, row) in &page {
-                    projects.push((pid.clone(), row.get("scope").cloned().unwrap_or(Value::Null), Vec::new()));
+                    if visible(row, principal, ws) {
+                        projects.push((pid.clone(), row.get("scope").cloned().unwrap_or(Value::Null), Vec::new()));
+                    } else {
+                        hidden.insert(pid.clone());
+                    }
                 }
                 match page.last() {
                     Some((k, _)) if page.len() == PAGE_ROWS => after = Some(k.clone()),
@@ -128,24 +138,25 @@ impl Layout {
                 }
             }
         }
-        let ids: Vec<String> = projects.iter().map(|(p, _, _)| p.clone()).collect();
         let (mut top, mut shared) = (Vec::new(), Vec::new());
         for table in tables {
-            match classify(&table.name, &ids, &ws.workspace_id) {
-                Some(TableOwner::Project { project_id, .. }) => {
-                    if let Some(p) = projects.iter_mut().find(|(p, _, _)| *p == project_id) {
-                        p.2.push(table);
-                    }
-                }
-                Some(TableOwner::Workspace { .. }) if table.name != projects_name && !ids.is_empty() => {
-                    shared.push(table)
-                }
-                // The projects table, workspace tables of a workspace without projects (so they
-                // are not lost) and anything named otherwise.
-                _ => top.push(table),
+            match table.owner.project_id().map(str::to_owned) {
+                Some(pid) if hidden.contains(&pid) => {}
+                Some(pid) => match projects.iter_mut().find(|(p, _, _)| *p == pid) {
+                    Some(p) => p.2.push(table),
+                    // A project table whose project has no row (a bundle may bring one): still
+                    // exported, under its project, so nothing stored is lost on the way out.
+                    None => projects.push((pid, Value::Null, vec![table])),
+                },
+                None if table.name == projects_name => top.push(table),
+                None => shared.push(table),
             }
         }
-        Ok(Self { top, projects, shared })
+        // A workspace without projects keeps its workspace tables at the top level.
+        if projects.is_empty() {
+            top.append(&mut shared);
+        }
+        Ok(Self { top, projects, shared, hidden })
     }
 }
 
@@ -217,7 +228,7 @@ impl Exporter<'_> {
                 if j > 0 {
                     self.raw(",").await?;
                 }
-                rows += self.table(table, false).await?;
+                rows += self.table(table, false, &layout.hidden).await?;
                 tables += 1;
             }
             self.raw("}").await?;
@@ -233,7 +244,7 @@ impl Exporter<'_> {
             if i > 0 {
                 self.raw(",").await?;
             }
-            self.table(table, true).await?;
+            self.table(table, true, &layout.hidden).await?;
             self.summary.workspace_level_tables += 1;
         }
         self.raw("}").await?;
@@ -244,8 +255,9 @@ impl Exporter<'_> {
         self.raw("}").await
     }
 
-    /// Streams one table; returns its row count.
-    async fn table(&mut self, table: &TableMeta, workspace_level: bool) -> Result<u64, ApiError> {
+    /// Streams one table, without the projects table's rows in `hidden`; returns its row count.
+    async fn table(&mut self, table: &TableMeta, workspace_level: bool, hidden: &HashSet<String>) -> Result<u64, ApiError> {
+        let projects = table.name == projects_table(&self.ws.workspace_id);
         self.key(&table.name).await?;
         self.raw("{").await?;
         self.field(true, "schema", &table.columns).await?;
@@ -256,7 +268,10 @@ impl Exporter<'_> {
             let page = self.app.store.read_rows(self.ws, &table.name, after.as_deref(), PAGE_ROWS).await?;
             let full = page.len() == PAGE_ROWS;
             after = page.last().map(|(k, _)| k.clone());
-            for (_, row) in page {
+            for (key, row) in page {
+                if projects && hidden.contains(&key) {
+                    continue;
+                }
                 let mut row = Value::Object(row);
                 if !self.include_secrets {
                     secrets::redact(&mut row);

@@ -12,6 +12,7 @@ pub mod body;
 pub mod bundles;
 pub mod export;
 pub mod import;
+pub mod paging;
 pub mod projects;
 pub mod workspaces;
 

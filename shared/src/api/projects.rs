@@ -4,13 +4,13 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{body, Reply};
+use super::{body, paging, Reply};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::Call;
 use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope};
-use crate::naming::{classify, projects_table, TableOwner};
-use crate::tables::{Column, Commit, Row, TableWrite, WsKey};
+use crate::naming::projects_table;
+use crate::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
 
 pub const PROJECT_KEY: &str = "project_id";
 
@@ -54,9 +54,23 @@ fn owned(row: &Row, principal: &Principal, ws: &WsKey) -> bool {
     ws.owner.scope() == Scope::User || row.get("author").and_then(Value::as_str) == Some(principal.username.as_str())
 }
 
-/// Organization-scope projects are every member's; user-scope ones their owner's only.
-fn visible(row: &Row, principal: &Principal, ws: &WsKey) -> bool {
+/// Who may load, export, save, import into and delete a project: organization-scope projects
+/// are every member's; user-scope ones their owner's only. The one rule for every path.
+pub fn visible(row: &Row, principal: &Principal, ws: &WsKey) -> bool {
     row.get("scope").and_then(Value::as_str) == Some("organization") || owned(row, principal, ws)
+}
+
+/// `<kind>_<id>` names would be ambiguous between the workspace and such a project.
+pub fn check_not_workspace_id(field: &str, project_id: &str, workspace_id: &str) -> Result<(), ApiError> {
+    if project_id == workspace_id {
+        return Err(ApiError::bad_request(format!("{field}: a project id may not equal its workspace's id")));
+    }
+    Ok(())
+}
+
+/// The projects table as every write records it.
+pub fn projects_owner() -> TableOwner {
+    TableOwner::Workspace { kind: "projects".into() }
 }
 
 pub fn project_json(row: &Row) -> Value {
@@ -102,6 +116,7 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let id = match body::opt_string(&input, "id")? {
         Some(id) => {
             validate_id("project.id", &id)?;
+            check_not_workspace_id("project.id", &id, &ws.workspace_id)?;
             id
         }
         None => new_id("", 11),
@@ -137,6 +152,7 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         id: format!("project-{}", crate::model::new_id("", 16)),
         upserts: vec![TableWrite {
             name: table,
+            owner: projects_owner(),
             columns,
             key_column: PROJECT_KEY.into(),
             rows: vec![(id.clone(), row)],
@@ -163,7 +179,8 @@ async fn all_projects(app: &App, ws: &WsKey) -> Result<Vec<Row>, ApiError> {
     }
 }
 
-/// `GET /projects/{workspace_id}/list?scopes=user[,organization]`: newest update first.
+/// `GET /projects/{workspace_id}/list?scopes=user[,organization]`: newest update first; paged
+/// as the workspaces list is (`limit`, `next_token`, and past the response size limit).
 pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let ws = resolve_workspace(app, principal, call).await?;
     let scopes = match (call.query("scopes"), call.query("scope")) {
@@ -171,17 +188,43 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         (None, Some(one)) => vec![Scope::parse(one)?],
         (None, None) => vec![Scope::User],
     };
-    let mut rows: Vec<Row> = all_projects(app, &ws)
+    let limit = paging::limit(call)?;
+    let after = call.query("next_token").map(|t| paging::decode_token(t, |k| k.contains('#'))).transpose()?;
+    let mut rows: Vec<(String, Row)> = all_projects(app, &ws)
         .await?
         .into_iter()
         .filter(|r| visible(r, principal, &ws))
         .filter(|r| scopes.iter().any(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str()))
+        .map(|r| (list_key(&r), r))
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| k < a))
         .collect();
-    let updated = |r: &Row| r.get("updated_at").and_then(Value::as_str).unwrap_or_default().to_owned();
-    rows.sort_by_key(|r| std::cmp::Reverse(updated(r)));
-    let items: Vec<Value> = rows.iter().map(project_json).collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    let budget = app.config.max_response_bytes.saturating_sub(1024);
+    let (mut used, mut items, mut last_key, mut truncated) = (0usize, Vec::new(), None, false);
+    for (key, row) in rows {
+        let value = project_json(&row);
+        let size = serde_json::to_vec(&value).map(|v| v.len() + 1).unwrap_or(0);
+        if limit.is_some_and(|l| items.len() >= l) || (used + size > budget && !items.is_empty()) {
+            truncated = true;
+            break;
+        }
+        used += size;
+        last_key = Some(key);
+        items.push(value);
+    }
     let n = items.len();
-    Ok(Reply::ok(Value::Array(items), format!("Found {n} projects")))
+    let mut reply = Reply::ok(Value::Array(items), format!("Found {n} projects"));
+    if let (true, Some(key)) = (truncated, last_key) {
+        reply.message = format!("Found {n} projects; more follow: pass next_token to continue");
+        reply.extra.insert("next_token".into(), Value::String(paging::encode_token(&key)));
+    }
+    Ok(reply)
+}
+
+/// List order: newest `updated_at` first, the id breaking ties, so a cursor is exact.
+fn list_key(row: &Row) -> String {
+    let text = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    format!("{}#{}", text("updated_at"), text(PROJECT_KEY))
 }
 
 /// `GET /projects/{workspace_id}/load?project_id=...&scope=...`
@@ -219,11 +262,10 @@ pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Re
     };
     let ids: Vec<String> =
         targets.iter().filter_map(|r| r.get(PROJECT_KEY).and_then(Value::as_str).map(str::to_owned)).collect();
+    // Each table's recorded owner decides, never its name.
     let tables = app.store.list_tables(&ws).await?;
-    let dropped: Vec<&crate::tables::TableMeta> = tables
-        .iter()
-        .filter(|t| matches!(classify(&t.name, &ids, &ws.workspace_id), Some(TableOwner::Project { .. })))
-        .collect();
+    let dropped: Vec<&crate::tables::TableMeta> =
+        tables.iter().filter(|t| t.owner.project_id().is_some_and(|p| ids.iter().any(|id| id == p))).collect();
     let rows_deleted: u64 = dropped.iter().map(|t| t.row_count).sum::<u64>() + ids.len() as u64;
     if !ids.is_empty() {
         let commit = Commit {

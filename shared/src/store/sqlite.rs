@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Store, StoreError, StoreResult};
 use crate::model::{Owner, Scope, Workspace, WorkspaceDraft};
-use crate::tables::{Column, Commit, Row as TableRow, TableMeta, WsKey};
+use crate::tables::{Column, Commit, Row as TableRow, TableMeta, TableOwner, WsKey};
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS ws_tables (
     columns     TEXT NOT NULL,
     key_column  TEXT NOT NULL,
     row_count   INTEGER NOT NULL DEFAULT 0,
+    -- JSON of `TableOwner`, recorded when the table is created; NULL only in files written
+    -- before owners were recorded (read as `TableOwner::unrecorded`).
+    owner       TEXT,
     PRIMARY KEY (ws, name)
 ) WITHOUT ROWID;
 -- Keys compare as bytes (SQLite's BINARY collation), the order DynamoDB sorts keys in too.
@@ -77,6 +80,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(from_sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(from_sqlite)?;
         conn.execute_batch(SCHEMA).map_err(from_sqlite)?;
+        add_owner_column(&conn)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), fault_after_rows: Arc::new(Mutex::new(None)) })
     }
 
@@ -94,6 +98,18 @@ impl SqliteStore {
         .await
         .map_err(internal)?
     }
+}
+
+/// Files made before table owners were recorded lack the column: add it (NULL for old tables).
+fn add_owner_column(conn: &Connection) -> StoreResult<()> {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info('ws_tables') WHERE name = 'owner'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(from_sqlite)?;
+    if !has {
+        conn.execute_batch("ALTER TABLE ws_tables ADD COLUMN owner TEXT").map_err(from_sqlite)?;
+    }
+    Ok(())
 }
 
 /// A new workspace row from a draft, for `save_workspace` and a commit's `create_workspace` alike;
@@ -192,19 +208,30 @@ impl Store for SqliteStore {
         self.with_conn(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT name, columns, key_column, row_count FROM ws_tables WHERE ws = ?1 ORDER BY name",
+                    "SELECT name, columns, key_column, row_count, owner FROM ws_tables WHERE ws = ?1 ORDER BY name",
                 )
                 .map_err(from_sqlite)?;
             let rows = stmt
                 .query_map(params![ws], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
                 })
                 .map_err(from_sqlite)?;
             rows.map(|r| {
-                let (name, columns, key_column, row_count) = r.map_err(from_sqlite)?;
+                let (name, columns, key_column, row_count, owner) = r.map_err(from_sqlite)?;
                 let columns: Vec<Column> =
                     serde_json::from_str(&columns).map_err(|e| internal(format!("stored schema of {name}: {e}")))?;
-                Ok(TableMeta { name, columns, key_column, row_count: u64::try_from(row_count).unwrap_or(0) })
+                let owner = match owner {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|e| internal(format!("stored owner of {name}: {e}")))?,
+                    None => TableOwner::unrecorded(&name),
+                };
+                Ok(TableMeta { name, owner, columns, key_column, row_count: u64::try_from(row_count).unwrap_or(0) })
             })
             .collect()
         })
@@ -317,10 +344,12 @@ fn apply_commit(
     let mut written = 0usize;
     for table in &commit.upserts {
         let columns = serde_json::to_string(&table.columns).map_err(internal)?;
+        let owner = serde_json::to_string(&table.owner).map_err(internal)?;
         tx.execute(
-            "INSERT INTO ws_tables (ws, name, columns, key_column) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (ws, name) DO UPDATE SET columns = excluded.columns, key_column = excluded.key_column",
-            params![ws, table.name, columns, table.key_column],
+            "INSERT INTO ws_tables (ws, name, columns, key_column, owner) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (ws, name) DO UPDATE SET columns = excluded.columns, key_column = excluded.key_column,
+                                                 owner = excluded.owner",
+            params![ws, table.name, columns, table.key_column, owner],
         )
         .map_err(from_sqlite)?;
         let mut put = tx

@@ -22,7 +22,13 @@ pub fn rows(keys: &[&str], value: i64) -> Vec<(String, Row)> {
 }
 
 pub fn write(table: &str, rows: Vec<(String, Row)>) -> TableWrite {
-    TableWrite { name: table.into(), columns: columns(), key_column: "id".into(), rows }
+    TableWrite { name: table.into(), owner: owner_of(table), columns: columns(), key_column: "id".into(), rows }
+}
+
+/// What the suite records as each table's owner: a project's table, so that reading it back
+/// as anything else (say, the fallback for tables stored before owners were recorded) fails.
+pub fn owner_of(table: &str) -> TableOwner {
+    TableOwner::Project { kind: "cells".into(), project_id: format!("p_{table}") }
 }
 
 pub fn upserts(id: &str, writes: Vec<TableWrite>) -> Commit {
@@ -71,7 +77,7 @@ pub fn keys_of(rows: &[(String, Row)]) -> Vec<&str> {
 }
 
 fn meta(name: &str, columns: Vec<Column>, row_count: u64) -> TableMeta {
-    TableMeta { name: name.into(), columns, key_column: "id".into(), row_count }
+    TableMeta { name: name.into(), owner: owner_of(name), columns, key_column: "id".into(), row_count }
 }
 
 fn strings(keys: &[&str]) -> Vec<String> {
@@ -87,6 +93,7 @@ pub async fn tables_commit_creates_and_lists(store: &dyn Store) {
     let odd = ("b".to_owned(), obj(json!({"zeta": 1, "id": "b", "alpha": [1, {"x": null}], "value": 2.5})));
     let zeta = TableWrite {
         name: "zeta".into(),
+        owner: owner_of("zeta"),
         columns: wide.clone(),
         key_column: "id".into(),
         rows: vec![row("a", 1), odd.clone()],
@@ -183,6 +190,7 @@ pub async fn tables_merge_replaces_and_keeps(store: &dyn Store) {
     wider.push(Column::new("note", "TEXT", true));
     let second = TableWrite {
         name: "t".into(),
+        owner: owner_of("t"),
         columns: wider.clone(),
         key_column: "id".into(),
         rows: vec![row("b", 20), ("d".into(), obj(json!({"id": "d", "value": 4, "note": "new"})))],

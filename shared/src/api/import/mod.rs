@@ -2,10 +2,14 @@
 //!
 //! 1. Read the request (400 when it is not what the route takes) and the bundle, inline or
 //!    staged, whole (422 naming the first invalid thing). Nothing is written before this.
-//! 2. Plan: rename tables to the target workspace (and fresh project ids when asked), read the
-//!    keys already stored, and count sequentially in bundle order as the platform does: a row
-//!    whose key exists (before the import or written earlier in it) is updated, else inserted.
-//! 3. Refuse (413) what the synchronous path cannot finish well inside the HTTP API's 30 s.
+//! 2. Plan: each table's owner (classified once, at parse, and recorded with the table) gives its
+//!    target name (fresh project ids when asked). Refuse, before reading any rows: what the
+//!    synchronous path cannot finish well inside the HTTP API's 30 s (413); a table whose
+//!    recorded owner differs (409); a project the caller may not save — another member's private
+//!    project (409, naming it); a table catalog that would not fit (413).
+//! 3. Read the keys already stored, and count sequentially in bundle order as the platform does:
+//!    a row whose key exists (before the import or written earlier in it) is updated, else
+//!    inserted. A redacted secret keeps its stored value only in an otherwise unchanged row (422).
 //! 4. One `Store::commit`: every row and table appears together, or none does. Its id is
 //!    derived from the request, so sending the same import again converges on the same state.
 
@@ -20,10 +24,12 @@ use super::{body, Reply};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::Call;
-use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope, WorkspaceDraft};
-use crate::naming::TableOwner;
+use super::projects::{check_not_workspace_id, visible, PROJECT_KEY};
+use super::workspaces::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
+use crate::model::{now_timestamp, validate_id, Principal, Scope, WorkspaceDraft};
+use crate::naming::projects_table;
 use crate::secrets;
-use crate::tables::{Column, Commit, Row, TableMeta, TableWrite, WsKey};
+use crate::tables::{catalog_bytes, Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
 pub use parse::{parse as parse_bundle, Bundle, Group, Occurrence};
 
 /// Largest staged bundle an import reads.
@@ -60,27 +66,83 @@ fn read_request(call: &Call) -> Result<Request, ApiError> {
 pub async fn import_tables(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let mut req = read_request(call)?;
     let data = super::bundles::resolve_export_data(app, principal, req.export_data.take()).await?;
-    let mut bundle = parse::parse(data)?;
     let target = WsKey::new(principal.owner(req.scope), &req.workspace_id);
     let existing_ws = app.store.get_workspace(&target.owner, &req.workspace_id).await?;
     let stored: HashMap<String, TableMeta> =
         app.store.list_tables(&target).await?.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let stored_projects = stored_projects(app, &target, &stored).await?;
+    let target_ids: Vec<String> = stored_projects.keys().cloned().collect();
+    let mut bundle = parse::parse(data, &target_ids)?;
+    let now = now_timestamp();
+    let create_workspace = match existing_ws {
+        Some(_) => None,
+        None => Some(workspace_draft(&bundle, &req, principal, &now)?),
+    };
 
-    let project_map: HashMap<String, String> = bundle
-        .project_ids
-        .iter()
-        .map(|pid| (pid.clone(), if req.force_new_id { new_id("", 11) } else { pid.clone() }))
-        .collect();
+    let commit_id = commit_id(&target, &call.body);
+    let project_map = project_map(&bundle, &req, &commit_id)?;
     let mut plan = Plan::new(&req, &project_map);
     for occ in &bundle.occurrences {
-        plan.target_names.push(plan.target_name(occ));
+        plan.owners.push(plan.target_owner(occ));
     }
-    plan.read_existing(app, &target, &bundle, &stored).await?;
-    let counts = plan.count_and_merge(std::mem::take(&mut bundle.occurrences), &stored);
+    let names = plan.check_names(&bundle, &stored)?;
+    check_sync_limit(app, &plan, &bundle, &names, &stored)?;
+    plan.check_projects(&bundle, &stored_projects, principal, &target)?;
+    check_catalog(&plan, &bundle, &names, &stored)?;
 
+    plan.read_existing(app, &target, &bundle, &names, &stored).await?;
+    let counts = plan.count_and_merge(std::mem::take(&mut bundle.occurrences), names, &stored, principal, &now)?;
+    let commit = Commit {
+        id: commit_id,
+        create_workspace,
+        upserts: plan.order.iter().filter_map(|name| plan.writes.remove(name)).collect(),
+        ..Commit::default()
+    };
+    app.store.commit(&target, commit).await?;
+    Ok(counts.into_reply(req.scope, &project_map, &bundle.project_ids, &now, &req.workspace_id))
+}
+
+/// The target's project rows by id (the projects table is one row per project).
+async fn stored_projects(
+    app: &App,
+    target: &WsKey,
+    stored: &HashMap<String, TableMeta>,
+) -> Result<HashMap<String, Row>, ApiError> {
+    let table = projects_table(&target.workspace_id);
+    let mut out = HashMap::new();
+    if !stored.contains_key(&table) {
+        return Ok(out);
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let page = app.store.read_rows(target, &table, after.as_deref(), PROJECT_PAGE).await?;
+        let full = page.len() == PROJECT_PAGE;
+        after = page.last().map(|(k, _)| k.clone());
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+const PROJECT_PAGE: usize = 1000;
+
+/// Before any row is read: the rows this import writes, counted as the DynamoDB store pays for
+/// them (it rewrites every table it merges into, so stored rows count too).
+fn check_sync_limit(
+    app: &App,
+    plan: &Plan<'_>,
+    bundle: &Bundle,
+    names: &[String],
+    stored: &HashMap<String, TableMeta>,
+) -> Result<(), ApiError> {
+    let mut keys: HashMap<&str, HashSet<String>> = HashMap::new();
+    for (occ, name) in bundle.occurrences.iter().zip(names) {
+        let projects = is_projects_table(occ);
+        keys.entry(name).or_default().extend(occ.rows.iter().map(|(k, _)| plan.mapped_key_raw(projects, k)));
+    }
     let cost: u64 =
-        plan.writes.values().map(|w| w.rows.len() as u64 + stored.get(&w.name).map_or(0, |t| t.row_count)).sum();
-    // The DynamoDB store rewrites every table it merges into, so stored rows count too.
+        keys.iter().map(|(name, set)| set.len() as u64 + stored.get(*name).map_or(0, |t| t.row_count)).sum();
     let max = app.config.sync_import_max_rows;
     if cost > max {
         return Err(ApiError::too_large(format!(
@@ -89,17 +151,51 @@ pub async fn import_tables(app: &App, principal: &Principal, call: &Call) -> Res
              then poll GET /jarvispy/{{org}}/{{user}}/api/v1/workspaces/import-jobs/{{job_id}}. Nothing was written."
         )));
     }
+    Ok(())
+}
 
-    let now = now_timestamp();
-    let create_workspace = existing_ws.is_none().then(|| workspace_draft(&bundle, &req, principal, &now));
-    let commit = Commit {
-        id: commit_id(&target, &call.body),
-        create_workspace,
-        upserts: plan.order.iter().filter_map(|name| plan.writes.remove(name)).collect(),
-        ..Commit::default()
-    };
-    app.store.commit(&target, commit).await?;
-    Ok(counts.into_reply(req.scope, &project_map, &bundle.project_ids, &now, &req.workspace_id))
+/// The workspace's table catalog must fit what one stored item holds (see [`catalog_bytes`]).
+fn check_catalog(
+    plan: &Plan<'_>,
+    bundle: &Bundle,
+    names: &[String],
+    stored: &HashMap<String, TableMeta>,
+) -> Result<(), ApiError> {
+    let mut catalog: HashMap<&str, usize> =
+        stored.values().map(|t| (t.name.as_str(), catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner))).collect();
+    let mut columns: HashMap<&str, Vec<Column>> = HashMap::new();
+    for ((occ, name), owner) in bundle.occurrences.iter().zip(names).zip(&plan.owners) {
+        let cols = columns.entry(name).or_insert_with(|| stored.get(name).map(|t| t.columns.clone()).unwrap_or_default());
+        merge_columns(cols, &occ.columns);
+        catalog.insert(name, catalog_bytes(name, &occ.key_column, cols, owner));
+    }
+    let total: usize = catalog.values().sum();
+    if total > MAX_CATALOG_BYTES {
+        return Err(ApiError::too_large(format!(
+            "This import would make the workspace's table catalog (names, owners and schemas of its {} tables) \
+             {total} bytes, over the {MAX_CATALOG_BYTES} one workspace holds. Nothing was written.",
+            catalog.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Bundle project id → target id. `force_new_id` ids derive from the request, like the commit
+/// id: sending the same import again (a retry) lands on the same projects, never on a second set.
+fn project_map(bundle: &Bundle, req: &Request, commit_id: &str) -> Result<HashMap<String, String>, ApiError> {
+    let mut map = HashMap::new();
+    for pid in &bundle.all_project_ids {
+        let target = if req.force_new_id {
+            let digest = Sha256::digest(format!("{commit_id}\0{pid}").as_bytes());
+            hex::encode(&digest[..6])[..11].to_owned()
+        } else {
+            pid.clone()
+        };
+        check_not_workspace_id("export_data.projects", &target, &req.workspace_id)
+            .map_err(|e| ApiError::unprocessable(e.message))?;
+        map.insert(pid.clone(), target);
+    }
+    Ok(map)
 }
 
 fn commit_id(target: &WsKey, body: &[u8]) -> String {
@@ -110,24 +206,39 @@ fn commit_id(target: &WsKey, body: &[u8]) -> String {
     hex::encode(&h.finalize()[..12])
 }
 
-fn workspace_draft(bundle: &Bundle, req: &Request, principal: &Principal, now: &str) -> WorkspaceDraft {
+/// The workspace an import creates, from the bundle's record, under the limits a save has.
+fn workspace_draft(bundle: &Bundle, req: &Request, principal: &Principal, now: &str) -> Result<WorkspaceDraft, ApiError> {
     let record = bundle.workspace.as_ref();
     let text = |k: &str| record.and_then(|r| r.get(k)).and_then(Value::as_str).map(str::to_owned);
-    WorkspaceDraft {
+    let name = text("name").map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let description = text("description");
+    let too_long = |field: &str, value: Option<&String>, max: usize| {
+        value.filter(|v| v.chars().count() > max).map(|_| {
+            ApiError::unprocessable(format!("export_data.workspace.{field}: longer than {max} characters"))
+        })
+    };
+    if let Some(e) = too_long("name", name.as_ref(), MAX_NAME_CHARS)
+        .or_else(|| too_long("description", description.as_ref(), MAX_DESCRIPTION_CHARS))
+    {
+        return Err(e);
+    }
+    let metadata = record.and_then(|r| r.get("metadata")).and_then(Value::as_object).cloned().unwrap_or_default();
+    Ok(WorkspaceDraft {
         id: req.workspace_id.clone(),
-        name: text("name").filter(|n| !n.trim().is_empty()).unwrap_or_else(|| req.workspace_id.clone()),
-        description: text("description"),
-        metadata: record.and_then(|r| r.get("metadata")).and_then(Value::as_object).cloned().unwrap_or_default(),
+        name: name.unwrap_or_else(|| req.workspace_id.clone()),
+        description,
+        metadata,
         scope: req.scope,
         writer: principal.username.clone(),
         now: now.to_owned(),
-    }
+    })
 }
 
 struct Plan<'a> {
     req: &'a Request,
     project_map: &'a HashMap<String, String>,
-    target_names: Vec<String>,
+    /// Each occurrence's owner in the target workspace (project ids mapped), in bundle order.
+    owners: Vec<TableOwner>,
     /// Keys (and rows, for restoring secrets) stored before the import, per target table.
     existing: HashMap<String, HashMap<String, Row>>,
     writes: HashMap<String, TableWrite>,
@@ -137,23 +248,83 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     fn new(req: &'a Request, project_map: &'a HashMap<String, String>) -> Self {
-        Self {
-            req,
-            project_map,
-            target_names: Vec::new(),
-            existing: HashMap::new(),
-            writes: HashMap::new(),
-            order: Vec::new(),
+        Self { req, project_map, owners: Vec::new(), existing: HashMap::new(), writes: HashMap::new(), order: Vec::new() }
+    }
+
+    fn target_owner(&self, occ: &Occurrence) -> TableOwner {
+        match &occ.owner {
+            TableOwner::Project { kind, project_id } => TableOwner::Project {
+                kind: kind.clone(),
+                project_id: self.project_map.get(project_id).unwrap_or(project_id).clone(),
+            },
+            TableOwner::Workspace { kind } => TableOwner::Workspace { kind: kind.clone() },
         }
     }
 
-    fn target_name(&self, occ: &Occurrence) -> String {
-        match &occ.owner {
-            TableOwner::Project { kind, project_id } => {
-                format!("{kind}_{}", self.project_map.get(project_id).unwrap_or(project_id))
+    /// Each occurrence's target table name. Refused: two bundle tables that land on one target
+    /// table with different owners (422), and a target table whose recorded owner differs (409):
+    /// what a table belongs to never changes once recorded.
+    fn check_names(&self, bundle: &Bundle, stored: &HashMap<String, TableMeta>) -> Result<Vec<String>, ApiError> {
+        let mut seen: HashMap<String, &TableOwner> = HashMap::new();
+        let mut names = Vec::with_capacity(self.owners.len());
+        for (occ, owner) in bundle.occurrences.iter().zip(&self.owners) {
+            let name = owner.table_name(&self.req.workspace_id);
+            if name.len() > 255 {
+                return Err(ApiError::unprocessable(format!("{}: the target table name {name} is over 255 bytes", occ.name)));
             }
-            TableOwner::Workspace { kind } => format!("{kind}_{}", self.req.workspace_id),
+            if let Some(first) = seen.get(&name).filter(|first| **first != owner) {
+                return Err(ApiError::unprocessable(format!(
+                    "{}: lands on table {name} as {}, but another table of the bundle lands there as {}",
+                    occ.name,
+                    describe(owner),
+                    describe(first)
+                )));
+            }
+            if let Some(table) = stored.get(&name) {
+                let recorded = table.owner != TableOwner::unrecorded(&name);
+                if recorded && table.owner != *owner {
+                    return Err(ApiError::conflict(format!(
+                        "{}: table {name} already exists in the workspace as {}, not {}. Nothing was written.",
+                        occ.name,
+                        describe(&table.owner),
+                        describe(owner)
+                    )));
+                }
+            }
+            seen.insert(name.clone(), owner);
+            names.push(name);
         }
+        Ok(names)
+    }
+
+    /// An import never creates, changes or deletes a row or table of a project the caller may
+    /// not save (another member's private project in an organization workspace): 409 naming
+    /// them, as save-project answers. `force_new_id` brings them in as new projects instead.
+    fn check_projects(
+        &self,
+        bundle: &Bundle,
+        stored_projects: &HashMap<String, Row>,
+        principal: &Principal,
+        target: &WsKey,
+    ) -> Result<(), ApiError> {
+        let mut touched: Vec<&str> = self.owners.iter().filter_map(TableOwner::project_id).collect();
+        for occ in bundle.occurrences.iter().filter(|o| is_projects_table(o)) {
+            touched.extend(occ.rows.iter().map(|(k, _)| self.project_map.get(k).map_or(k.as_str(), String::as_str)));
+        }
+        let mut refused: Vec<&str> = touched
+            .into_iter()
+            .filter(|pid| stored_projects.get(*pid).is_some_and(|row| !visible(row, principal, target)))
+            .collect();
+        refused.sort_unstable();
+        refused.dedup();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::conflict(format!(
+            "Project ids already in use in this workspace by another member: {}. Import with \"force_new_id\": true \
+             to bring them in as new projects. Nothing was written.",
+            refused.join(", ")
+        )))
     }
 
     async fn read_existing(
@@ -161,13 +332,14 @@ impl<'a> Plan<'a> {
         app: &App,
         target: &WsKey,
         bundle: &Bundle,
+        names: &[String],
         stored: &HashMap<String, TableMeta>,
     ) -> Result<(), ApiError> {
         let mut keys: HashMap<&str, HashSet<String>> = HashMap::new();
-        for (occ, name) in bundle.occurrences.iter().zip(&self.target_names) {
+        for (occ, name) in bundle.occurrences.iter().zip(names) {
             if stored.contains_key(name) {
                 let set = keys.entry(name.as_str()).or_default();
-                set.extend(occ.rows.iter().map(|(k, _)| self.mapped_key(occ, k)));
+                set.extend(occ.rows.iter().map(|(k, _)| self.mapped_key_raw(is_projects_table(occ), k)));
             }
         }
         for (name, set) in keys {
@@ -178,15 +350,18 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    fn mapped_key(&self, occ: &Occurrence, key: &str) -> String {
-        self.mapped_key_raw(is_projects_table(occ), key)
-    }
-
-    fn count_and_merge(&mut self, occurrences: Vec<Occurrence>, stored: &HashMap<String, TableMeta>) -> Counts {
+    fn count_and_merge(
+        &mut self,
+        occurrences: Vec<Occurrence>,
+        names: Vec<String>,
+        stored: &HashMap<String, TableMeta>,
+        principal: &Principal,
+        now: &str,
+    ) -> Result<Counts, ApiError> {
         let mut counts = Counts::default();
         let mut seen: HashMap<String, HashSet<String>> = HashMap::new();
-        let names = std::mem::take(&mut self.target_names);
-        for (occ, name) in occurrences.into_iter().zip(names) {
+        let owners = std::mem::take(&mut self.owners);
+        for ((occ, name), owner) in occurrences.into_iter().zip(names).zip(owners) {
             let existed_before = stored.contains_key(&name) || self.writes.contains_key(&name);
             let stored_rows = self.existing.get(&name);
             let keys = seen
@@ -196,32 +371,26 @@ impl<'a> Plan<'a> {
             if !self.writes.contains_key(&name) {
                 self.order.push(name.clone());
                 let base = stored.get(&name).map(|t| t.columns.clone()).unwrap_or_default();
-                let write = TableWrite {
-                    name: name.clone(),
-                    columns: base,
-                    key_column: occ.key_column.clone(),
-                    rows: Vec::new(),
-                };
+                let write =
+                    TableWrite { name: name.clone(), owner, columns: base, key_column: occ.key_column.clone(), rows: Vec::new() };
                 self.writes.insert(name.clone(), write);
             }
             let projects_table = is_projects_table(&occ);
             let mut fresh: Vec<(String, Row)> = Vec::with_capacity(occ.rows.len());
-            for (key, mut row) in occ.rows {
+            for (key, row) in occ.rows {
                 let key = self.mapped_key_raw(projects_table, &key);
+                let earlier = self.writes.get(&name).and_then(|w| w.rows.iter().rev().find(|(k, _)| *k == key));
+                let before = earlier.map(|(_, r)| r).or_else(|| stored_rows.and_then(|rows| rows.get(&key)));
+                let mut row = row;
                 if projects_table {
-                    row.insert("project_id".into(), Value::String(key.clone()));
-                    row.insert("scope".into(), Value::String(self.req.scope.as_str().into()));
-                    // Our two extra project columns, null when the platform's bundle lacks them.
-                    for extra in ["description", "metadata"] {
-                        row.entry(extra).or_insert(Value::Null);
-                    }
+                    self.project_row(&mut row, &key, before, principal, now);
                 }
                 let mut value = Value::Object(row);
                 if secrets::contains_marker(&value) {
-                    let earlier = self.writes.get(&name).and_then(|w| w.rows.iter().rev().find(|(k, _)| *k == key));
-                    let before = earlier.map(|(_, r)| r).or_else(|| stored_rows.and_then(|rows| rows.get(&key)));
                     let before = before.map(|r| Value::Object(r.clone()));
-                    secrets::restore(&mut value, before.as_ref());
+                    secrets::restore(&mut value, before.as_ref()).map_err(|e| {
+                        ApiError::unprocessable(format!("{} (row '{key}').{}", occ.name, e.message()))
+                    })?;
                 }
                 let row = match value {
                     Value::Object(r) => r,
@@ -255,7 +424,26 @@ impl<'a> Plan<'a> {
             }
             counts.add(&occ.group, &occ.name, &name, tally);
         }
-        counts
+        Ok(counts)
+    }
+
+    /// A project's row as the import writes it: its id (renamed by `force_new_id`) and the
+    /// target's scope; the author is never the bundle's word: a project already here keeps its
+    /// author and creation time, a new one is the importer's.
+    fn project_row(&self, row: &mut Row, key: &str, before: Option<&Row>, principal: &Principal, now: &str) {
+        row.insert(PROJECT_KEY.into(), Value::String(key.to_owned()));
+        row.insert("scope".into(), Value::String(self.req.scope.as_str().into()));
+        let kept = |k: &str| before.and_then(|b| b.get(k)).cloned();
+        row.insert("author".into(), kept("author").unwrap_or_else(|| Value::String(principal.username.clone())));
+        if let Some(created) = kept("created_at") {
+            row.insert("created_at".into(), created);
+        } else if row.get("created_at").is_none_or(Value::is_null) {
+            row.insert("created_at".into(), Value::String(now.to_owned()));
+        }
+        // Our two extra project columns, null when the platform's bundle lacks them.
+        for extra in ["description", "metadata"] {
+            row.entry(extra).or_insert(Value::Null);
+        }
     }
 
     /// The projects table's key is the project id, which `force_new_id` renames.
@@ -265,6 +453,13 @@ impl<'a> Plan<'a> {
         } else {
             key.to_owned()
         }
+    }
+}
+
+fn describe(owner: &TableOwner) -> String {
+    match owner {
+        TableOwner::Project { kind, project_id } => format!("project {project_id}'s {kind} table"),
+        TableOwner::Workspace { kind } => format!("the workspace's {kind} table"),
     }
 }
 

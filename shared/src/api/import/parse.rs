@@ -34,18 +34,30 @@ pub struct Bundle {
     pub workspace: Option<Map<String, Value>>,
     /// Project ids in bundle order (the keys of `projects`).
     pub project_ids: Vec<String>,
+    /// Every project the bundle brings: those, then those only in its projects table.
+    pub all_project_ids: Vec<String>,
     pub occurrences: Vec<Occurrence>,
 }
 
 /// DynamoDB's limit for a sort key, and so ours on both stores.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Tables one bundle may carry (occurrences: the platform repeats workspace tables per project).
+pub const MAX_TABLES_PER_BUNDLE: usize = 2_000;
+/// Columns of one table.
+pub const MAX_COLUMNS_PER_TABLE: usize = 500;
+/// Characters of a column's name, of its type, and of its default's SQL text.
+pub const MAX_COLUMN_NAME_CHARS: usize = 255;
+pub const MAX_COLUMN_TYPE_CHARS: usize = 128;
+pub const MAX_COLUMN_DEFAULT_CHARS: usize = 1_000;
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::unprocessable(msg)
 }
 
-/// `data` must already be the bundle itself (the export's `data`).
-pub fn parse(data: Value) -> Result<Bundle, ApiError> {
+/// `data` must already be the bundle itself (the export's `data`). `target_project_ids` are the
+/// projects already in the target workspace: with the bundle's own, every id a table name may
+/// end with (longest whole id wins; see [`classify`]).
+pub fn parse(data: Value, target_project_ids: &[String]) -> Result<Bundle, ApiError> {
     let Value::Object(mut data) = data else { return Err(bad("export_data: the bundle must be a JSON object")) };
     let projects = match data.get_mut("projects").map(Value::take) {
         None | Some(Value::Null) => Map::new(),
@@ -57,8 +69,9 @@ pub fn parse(data: Value) -> Result<Bundle, ApiError> {
         Some(Value::Object(m)) => m,
         Some(_) => return Err(bad("export_data.tables: must be an object of tables by name")),
     };
-    if projects.is_empty() && top_tables.is_empty() {
-        return Err(bad("export_data: no 'projects' and no 'tables': this is not a workspace export"));
+    // An empty workspace exports both keys empty, and that must import too.
+    if !data.contains_key("projects") && !data.contains_key("tables") && !data.contains_key("workspace_id") {
+        return Err(bad("export_data: no 'projects', no 'tables' and no 'workspace_id': this is not a workspace export"));
     }
     let mut project_ids = Vec::new();
     for (pid, project) in &projects {
@@ -69,18 +82,37 @@ pub fn parse(data: Value) -> Result<Bundle, ApiError> {
         project_ids.push(pid.clone());
     }
     let source_workspace_id = source_workspace_id(&data, &top_tables)?;
-    // Projects listed only in the projects table (without tables of their own) still own names.
+    validate_id("workspace_id", &source_workspace_id).map_err(|e| bad(format!("export_data.{}", e.message)))?;
+    // Projects listed only in the projects table (without tables of their own) still own names,
+    // and so do the target's own projects.
     let mut known_ids = project_ids.clone();
     for (name, table) in &top_tables {
         if name == &format!("projects_{source_workspace_id}") {
             for row in table.get("data").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(pid) = key_text(row.get("project_id")) {
+                    if validate_id("project_id", &pid).is_err() {
+                        return Err(bad(format!("export_data.tables.{name}: project_id {pid:?} is not a valid id")));
+                    }
                     if !known_ids.contains(&pid) {
                         known_ids.push(pid);
                     }
                 }
             }
         }
+    }
+    let all_project_ids = known_ids.clone();
+    for pid in target_project_ids {
+        if !known_ids.contains(pid) {
+            known_ids.push(pid.clone());
+        }
+    }
+    if let Some(pid) = all_project_ids.iter().find(|p| **p == source_workspace_id) {
+        return Err(bad(format!("export_data: project id '{pid}' equals the workspace id, so table names are ambiguous")));
+    }
+    let table_count = top_tables.len()
+        + projects.values().filter_map(|p| p.get("tables").and_then(Value::as_object)).map(Map::len).sum::<usize>();
+    if table_count > MAX_TABLES_PER_BUNDLE {
+        return Err(bad(format!("export_data: {table_count} tables, more than {MAX_TABLES_PER_BUNDLE} in one bundle")));
     }
     let workspace = data.get("workspace").and_then(Value::as_object).cloned();
 
@@ -117,7 +149,7 @@ pub fn parse(data: Value) -> Result<Bundle, ApiError> {
         read_top(&mut occurrences)?;
         read_projects(&mut occurrences)?;
     }
-    Ok(Bundle { source_workspace_id, workspace, project_ids, occurrences })
+    Ok(Bundle { source_workspace_id, workspace, project_ids, all_project_ids, occurrences })
 }
 
 /// Ours carry `workspace_id`; the platform's name it only in `projects_<ws>`.
@@ -155,6 +187,9 @@ fn read_table(
         .get("schema")
         .and_then(Value::as_array)
         .ok_or_else(|| bad(format!("{at}.schema: must be a list of columns")))?;
+    if schema.len() > MAX_COLUMNS_PER_TABLE {
+        return Err(bad(format!("{at}.schema: {} columns, more than {MAX_COLUMNS_PER_TABLE}", schema.len())));
+    }
     let mut columns = Vec::with_capacity(schema.len());
     for (i, col) in schema.iter().enumerate() {
         let column: Column = serde_json::from_value(col.clone()).map_err(|e| {
@@ -162,6 +197,18 @@ fn read_table(
         })?;
         if !matches!(column.nullable.as_str(), "YES" | "NO") {
             return Err(bad(format!("{at}.schema[{i}].nullable: must be \"YES\" or \"NO\"")));
+        }
+        let too_long = |what: &str, text: &str, max: usize| {
+            (text.chars().count() > max).then(|| bad(format!("{at}.schema[{i}].{what}: longer than {max} characters")))
+        };
+        if column.name.is_empty() {
+            return Err(bad(format!("{at}.schema[{i}].name: must not be empty")));
+        }
+        if let Some(e) = too_long("name", &column.name, MAX_COLUMN_NAME_CHARS)
+            .or_else(|| too_long("type", &column.data_type, MAX_COLUMN_TYPE_CHARS))
+            .or_else(|| too_long("default", column.default.as_deref().unwrap_or(""), MAX_COLUMN_DEFAULT_CHARS))
+        {
+            return Err(e);
         }
         if columns.iter().any(|c: &Column| c.name == column.name) {
             return Err(bad(format!("{at}.schema: column '{}' appears twice", column.name)));

@@ -51,6 +51,10 @@ impl DynamoStore {
         if plans.iter().any(|p| p.old.as_ref().is_some_and(|old| old.v == version)) {
             return Err(StoreError::Internal(format!("commit {version} of {ws_key} would rewrite its own base")));
         }
+        // The manifest must still fit its item once the commit is in: find out before writing
+        // anything (row counts only grow its text by digits; their upper bounds are used).
+        let bounds = plans.iter().map(|p| p.old.as_ref().map_or(0, |o| o.rows) + p.upserts.len() as u64).collect();
+        manifest_item(&ws_key, rev0 + 1, &next_tables(&manifest, &commit, &plans, bounds, &version).0)?;
         let written: Vec<VersionRef> = plans
             .iter()
             .map(|p| VersionRef { table: p.name.to_owned(), v: version.clone(), shards: p.shards })

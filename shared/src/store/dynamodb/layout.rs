@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{s, Item};
 use crate::store::{StoreError, StoreResult};
-use crate::tables::{Column, TableMeta};
+use crate::tables::{Column, TableMeta, TableOwner};
 
 pub(super) const MANIFEST_SK: &str = "manifest";
 pub(super) const RECORD_PREFIX: &str = "commit#";
@@ -35,6 +35,9 @@ pub(super) struct TableEntry {
     pub key: String,
     pub rows: u64,
     pub shards: u32,
+    /// Recorded when the table was created; absent only in manifests written before owners were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<TableOwner>,
 }
 
 /// The workspace's one commit point. `rev` 0 and no tables when the item is absent.
@@ -67,6 +70,7 @@ impl Manifest {
             .iter()
             .map(|(name, t)| TableMeta {
                 name: name.clone(),
+                owner: t.owner.clone().unwrap_or_else(|| TableOwner::unrecorded(name)),
                 columns: t.columns.clone(),
                 key_column: t.key.clone(),
                 row_count: t.rows,
@@ -89,8 +93,8 @@ impl Manifest {
 pub(super) fn manifest_item(ws_key: &str, rev: u64, tables: &BTreeMap<String, TableEntry>) -> StoreResult<Item> {
     let json = serde_json::to_string(tables).map_err(|e| StoreError::Internal(format!("manifest of {ws_key}: {e}")))?;
     if json.len() > MAX_MANIFEST_BYTES {
-        return Err(StoreError::Internal(format!(
-            "manifest of {ws_key} would be {} bytes (over {MAX_MANIFEST_BYTES}): too many tables or columns",
+        return Err(StoreError::TooLarge(format!(
+            "the workspace's table catalog would be {} bytes (over {MAX_MANIFEST_BYTES}): too many tables or columns",
             json.len()
         )));
     }

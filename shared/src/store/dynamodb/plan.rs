@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::layout::{shard_count, short, Manifest, TableEntry, VersionRef, MAX_KEY_BYTES};
 use crate::store::{StoreError, StoreResult};
-use crate::tables::{Column, Commit, Row};
+use crate::tables::{Column, Commit, Row, TableOwner};
 
 /// What a commit does to one table: the new version's content is the current version's rows
 /// minus `upserts`' and `deletes`' keys, plus `upserts` minus `deletes`.
@@ -14,6 +14,7 @@ pub(super) struct TablePlan<'c> {
     pub old: Option<TableEntry>,
     pub columns: Vec<Column>,
     pub key: String,
+    pub owner: Option<TableOwner>,
     pub upserts: HashMap<&'c str, &'c Row>,
     pub deletes: HashSet<&'c str>,
     pub shards: u32,
@@ -31,6 +32,7 @@ pub(super) fn plan<'c>(commit: &'c Commit, manifest: &Manifest) -> Vec<TablePlan
             old: manifest.tables.get(&write.name).cloned(),
             columns: Vec::new(),
             key: String::new(),
+            owner: None,
             upserts: HashMap::new(),
             deletes: HashSet::new(),
             shards: 1,
@@ -38,6 +40,7 @@ pub(super) fn plan<'c>(commit: &'c Commit, manifest: &Manifest) -> Vec<TablePlan
         // The schema after the commit is the last write's.
         plan.columns.clone_from(&write.columns);
         plan.key.clone_from(&write.key_column);
+        plan.owner = Some(write.owner.clone());
         plan.upserts.extend(write.rows.iter().map(|(key, row)| (key.as_str(), row)));
     }
     for (table, keys) in commit.delete_rows.iter().filter(|(t, _)| !dropped.contains(t.as_str())) {
@@ -50,6 +53,7 @@ pub(super) fn plan<'c>(commit: &'c Commit, manifest: &Manifest) -> Vec<TablePlan
                     old: Some(old.clone()),
                     columns: old.columns.clone(),
                     key: old.key.clone(),
+                    owner: old.owner.clone(),
                     upserts: HashMap::new(),
                     deletes: HashSet::new(),
                     shards: 1,
@@ -94,6 +98,7 @@ pub(super) fn next_tables(
             key: plan.key.clone(),
             rows,
             shards: plan.shards,
+            owner: plan.owner.clone(),
         };
         tables.insert(plan.name.to_owned(), entry);
     }
@@ -139,6 +144,7 @@ mod tests {
     fn write(name: &str, keys: &[&str]) -> TableWrite {
         TableWrite {
             name: name.into(),
+            owner: TableOwner::Workspace { kind: name.into() },
             columns: vec![Column::new("id", "TEXT", false)],
             key_column: "id".into(),
             rows: keys.iter().map(|k| ((*k).to_owned(), Row::new())).collect(),
@@ -163,7 +169,7 @@ mod tests {
 
     #[test]
     fn deletes_and_drops_win_and_unknown_tables_are_skipped() {
-        let old = TableEntry { v: "c0.0".into(), columns: vec![], key: "id".into(), rows: 2500, shards: 3 };
+        let old = TableEntry { v: "c0.0".into(), columns: vec![], key: "id".into(), rows: 2500, shards: 3, owner: None };
         let manifest = Manifest { rev: 1, exists: true, tables: BTreeMap::from([("t".to_owned(), old)]) };
         let commit = Commit {
             id: "c1".into(),
