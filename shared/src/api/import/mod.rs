@@ -76,7 +76,7 @@ pub async fn import_tables(app: &App, principal: &Principal, call: &Call) -> Res
         plan.target_names.push(plan.target_name(occ));
     }
     plan.read_existing(app, &target, &bundle, &stored).await?;
-    let counts = plan.count_and_merge(std::mem::take(&mut bundle.occurrences), &stored);
+    let counts = plan.count_and_merge(std::mem::take(&mut bundle.occurrences), &stored)?;
 
     let cost: u64 =
         plan.writes.values().map(|w| w.rows.len() as u64 + stored.get(&w.name).map_or(0, |t| t.row_count)).sum();
@@ -182,7 +182,11 @@ impl<'a> Plan<'a> {
         self.mapped_key_raw(is_projects_table(occ), key)
     }
 
-    fn count_and_merge(&mut self, occurrences: Vec<Occurrence>, stored: &HashMap<String, TableMeta>) -> Counts {
+    fn count_and_merge(
+        &mut self,
+        occurrences: Vec<Occurrence>,
+        stored: &HashMap<String, TableMeta>,
+    ) -> Result<Counts, ApiError> {
         let mut counts = Counts::default();
         let mut seen: HashMap<String, HashSet<String>> = HashMap::new();
         let names = std::mem::take(&mut self.target_names);
@@ -221,7 +225,9 @@ impl<'a> Plan<'a> {
                     let earlier = self.writes.get(&name).and_then(|w| w.rows.iter().rev().find(|(k, _)| *k == key));
                     let before = earlier.map(|(_, r)| r).or_else(|| stored_rows.and_then(|rows| rows.get(&key)));
                     let before = before.map(|r| Value::Object(r.clone()));
-                    secrets::restore(&mut value, before.as_ref());
+                    secrets::restore(&mut value, before.as_ref()).map_err(|e| {
+                        ApiError::unprocessable(format!("table {}, row '{key}': {}", occ.name, e.message()))
+                    })?;
                 }
                 let row = match value {
                     Value::Object(r) => r,
@@ -255,7 +261,7 @@ impl<'a> Plan<'a> {
             }
             counts.add(&occ.group, &occ.name, &name, tally);
         }
-        counts
+        Ok(counts)
     }
 
     /// The projects table's key is the project id, which `force_new_id` renames.
