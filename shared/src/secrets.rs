@@ -187,16 +187,12 @@ impl SecretRebind {
 
 /// Puts stored secrets back behind the markers of `row`, which must otherwise equal `stored`
 /// (every secret masked on both sides, key order ignored); else names the first field carrying
-/// a marker. Secrets sent in clear are kept. With nothing stored there is nothing to leak: a
-/// field that is the marker becomes null and a marker inside a string stays as text.
+/// a marker. Secrets sent in clear are kept. A marker with no secret stored behind it (no row,
+/// or null, `""`, absent there) takes what is stored, null when nothing is: nothing can leak,
+/// so it needs no check. A marker inside a string with no stored row stays as text.
 pub fn restore(row: &mut Value, stored: Option<&Value>) -> Result<(), SecretRebind> {
-    if !contains_marker(row) {
-        return Ok(());
-    }
-    let Some(stored) = stored else {
-        forget_markers(row);
-        return Ok(());
-    };
+    settle_orphans(row, stored);
+    let Some(stored) = stored.filter(|_| contains_marker(row)) else { return Ok(()) };
     if let Some(field) = marker_inside_secret(row, "") {
         return Err(SecretRebind { field });
     }
@@ -206,11 +202,16 @@ pub fn restore(row: &mut Value, stored: Option<&Value>) -> Result<(), SecretRebi
     put_back(row, stored, "")
 }
 
-fn forget_markers(value: &mut Value) {
+/// Replaces each whole-value marker that has no secret behind it with the stored value there.
+fn settle_orphans(value: &mut Value, stored: Option<&Value>) {
     match value {
-        Value::String(s) if s == REDACTED => *value = Value::Null,
-        Value::Array(items) => items.iter_mut().for_each(forget_markers),
-        Value::Object(map) => map.values_mut().for_each(forget_markers),
+        Value::String(s) if s == REDACTED && !stored.is_some_and(hides_something) => {
+            *value = stored.cloned().unwrap_or(Value::Null);
+        }
+        Value::Object(map) => map.iter_mut().for_each(|(k, v)| settle_orphans(v, stored.and_then(|s| s.get(k)))),
+        Value::Array(items) => {
+            items.iter_mut().enumerate().for_each(|(i, v)| settle_orphans(v, stored.and_then(|s| s.get(i))))
+        }
         _ => {}
     }
 }
@@ -514,6 +515,17 @@ mod tests {
         let mut row = json!({"password": REDACTED, "note": inline});
         assert_eq!(restore(&mut row, None), Ok(()));
         assert_eq!(row, json!({"password": null, "note": inline}));
+    }
+
+    #[test]
+    fn a_marker_with_no_secret_stored_behind_it_takes_the_stored_value() {
+        // The same row twice in one bundle: the first, with nothing stored, settled to null.
+        let earlier = json!({"host": "db", "password": null, "pin": "", "api_key": "k"});
+        let again = json!({"host": "db", "password": REDACTED, "pin": REDACTED, "api_key": REDACTED});
+        assert_eq!(restored(again, &earlier), Ok(earlier.clone()));
+        // Nothing secret is behind it, so there is nothing to send elsewhere.
+        let moved = json!({"host": "evil", "password": REDACTED, "extra": [REDACTED]});
+        assert_eq!(restored(moved, &earlier), Ok(json!({"host": "evil", "password": null, "extra": [null]})));
     }
 
     /// xorshift: a small deterministic generator for the property test below.
