@@ -389,7 +389,7 @@ impl<'a> Plan<'a> {
                 if secrets::contains_marker(&value) {
                     let before = before.map(|r| Value::Object(r.clone()));
                     secrets::restore(&mut value, before.as_ref()).map_err(|e| {
-                        ApiError::unprocessable(format!("{} (row '{key}').{}", occ.name, e.message()))
+                        ApiError::unprocessable(format!("table {}, row '{key}': {}", occ.name, e.message()))
                     })?;
                 }
                 let row = match value {
