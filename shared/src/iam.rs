@@ -118,9 +118,9 @@ ops! {
 
 /// Commits and deletes: the manifest and records (GetItem, Query), rows (BatchWriteItem), the
 /// commit point (TransactWriteItems: Put, Update, Delete, ConditionCheck items) and the sweep
-/// of earlier commits (UpdateItem, DeleteItem). A commit into an existing workspace carries a
-/// ConditionCheck only when it may create the workspace; declared for every commit, as the
-/// table is per method.
+/// of earlier commits (UpdateItem, DeleteItem). Of commits, only one that may create a workspace
+/// which turns out to exist (an import) carries a ConditionCheck; it is declared for every
+/// commit, as the table is per method.
 const WRITE_PATH: &[Grant] = &[
     table("dynamodb:GetItem"),
     table("dynamodb:Query"),
@@ -130,6 +130,10 @@ const WRITE_PATH: &[Grant] = &[
     table("dynamodb:ConditionCheckItem"),
     table("dynamodb:BatchWriteItem"),
 ];
+
+/// Listing reads the GSI only.
+const LIST_QUERY: Grant =
+    Grant { action: "dynamodb:Query", resource: Resource::Index(crate::store::dynamodb::GSI_BY_UPDATED) };
 
 impl Op {
     /// What this operation needs from IAM. Exhaustive: a new operation does not compile
@@ -141,14 +145,7 @@ impl Op {
         match self {
             Op::SaveWorkspace => calls(const { &[table("dynamodb:UpdateItem")] }),
             Op::GetWorkspace | Op::ListTables => calls(const { &[table("dynamodb:GetItem")] }),
-            Op::ListWorkspaces => calls(
-                const {
-                    &[Grant {
-                        action: "dynamodb:Query",
-                        resource: Resource::Index(crate::store::dynamodb::GSI_BY_UPDATED),
-                    }]
-                },
-            ),
+            Op::ListWorkspaces => calls(const { &[LIST_QUERY] }),
             // Manifest before and after, the version's shards, oversized rows from their blobs.
             Op::ReadRows => Needs {
                 calls: const { &[table("dynamodb:GetItem"), table("dynamodb:Query")] },
