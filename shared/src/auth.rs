@@ -68,7 +68,9 @@ impl Verifier {
             .find(|(alg, _)| *alg == header.alg)
             .ok_or_else(|| ApiError::unauthorized(format!("Token algorithm {:?} is not accepted", header.alg)))?;
         let mut validation = Validation::new(*alg);
+        // The same leeway covers clock skew at both ends: `exp` just passed, `nbf` not quite reached.
         validation.leeway = 30;
+        validation.validate_nbf = true;
         // A configured issuer or audience must be present, not merely valid when present.
         let mut required = vec!["exp"];
         required.extend(self.issuer.as_ref().map(|_| "iss"));
@@ -90,7 +92,8 @@ impl Verifier {
                 K::InvalidIssuer => "Token issuer is not accepted".to_owned(),
                 K::InvalidAudience => "Token audience is not accepted".to_owned(),
                 K::MissingRequiredClaim(c) => format!("Token lacks required claim '{c}'"),
-                K::ImmatureSignature => "Token is not valid yet".to_owned(),
+                K::ImmatureSignature => "Token is not valid yet (its 'nbf' is in the future)".to_owned(),
+                K::InvalidClaimFormat(c) => format!("Token claim '{c}' is not a number of seconds"),
                 _ => "Token is invalid".to_owned(),
             };
             ApiError::unauthorized(message)

@@ -10,6 +10,7 @@ pub mod bundles;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod iam;
 pub mod model;
 pub mod naming;
 pub mod routes;

@@ -132,3 +132,21 @@ async fn every_endpoint_requires_auth() {
         a.assert_error(401, "Authorization");
     }
 }
+
+#[tokio::test]
+async fn a_token_is_refused_before_its_nbf_with_the_same_leeway_as_exp() {
+    let app = app();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let with_nbf = |nbf: Value| {
+        let mut c = claims("acme", "ann", 3600);
+        c["nbf"] = nbf;
+        format!("Bearer {}", hs256(SECRET, &c))
+    };
+    list_with(&app, Some(&with_nbf(json!(now + 3600)))).await.assert_error(401, "not valid yet");
+    list_with(&app, Some(&with_nbf(json!("tomorrow")))).await.assert_error(401, "'nbf'");
+    // Past, and a few seconds ahead (a clock slightly behind the issuer's): both accepted.
+    for nbf in [now - 3600, now + 10] {
+        let a = list_with(&app, Some(&with_nbf(json!(nbf)))).await;
+        assert_eq!(a.status, 200, "nbf {} s from now: {}", nbf - now, a.body);
+    }
+}

@@ -1,0 +1,290 @@
+//! What IAM must allow, declared next to the code that needs it, in two tables:
+//!
+//! - [`Op::needs`]: each storage operation (a method of `Store`, `Blobs` or `BundleStore`) →
+//!   the IAM actions, with resources, its DynamoDB / S3 adapter needs;
+//! - [`FUNCTIONS`]: each Lambda function → the operations its handler reaches.
+//!
+//! Three tests keep them honest: `tests/tests/iam_calls.rs` drives every operation against
+//! moto and checks each real API call against [`Op::needs`]; `tests/tests/iam_reach.rs` drives
+//! every endpoint and checks the operations reached against [`FUNCTIONS`]; and
+//! `tests/tests/iam_agree.rs` checks that `template.yaml` grants each deployed function exactly
+//! what the two tables imply ([`Function::needs`]), no less and no more.
+//!
+//! IAM semantics the declarations follow: `TransactWriteItems` has no action of its own, each
+//! item is checked as its kind (ConditionCheck → `ConditionCheckItem`, Put → `PutItem`, ...);
+//! `BatchWriteItem` / `BatchGetItem` are their own actions; every S3 call that writes an object
+//! (PutObject and the multipart Create/UploadPart/Complete) is `s3:PutObject`, HeadObject is
+//! `s3:GetObject`, and ListObjectsV2 is `s3:ListBucket` on the bucket itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::bundles::BUNDLE_PREFIX;
+
+/// Where the DynamoDB store puts rows too large for an item (`store/dynamodb/layout.rs`,
+/// `blob_key`); `iam_calls.rs` checks the real keys against it.
+pub const ROW_BLOB_PREFIX: &str = "rows/";
+
+/// What an action applies to, named as in `template.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    /// The DynamoDB table (`!GetAtt Table.Arn`).
+    Table,
+    /// One of its secondary indexes (`${Table.Arn}/index/<name>`).
+    Index(&'static str),
+    /// The bundles bucket itself (`!GetAtt BundlesBucket.Arn`).
+    Bucket,
+    /// The bucket's objects under a key prefix (`${BundlesBucket.Arn}/<prefix>*`).
+    Objects(&'static str),
+}
+
+/// One IAM action on one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Grant {
+    pub action: &'static str,
+    pub resource: Resource,
+}
+
+const fn table(action: &'static str) -> Grant {
+    Grant { action, resource: Resource::Table }
+}
+
+const fn rows(action: &'static str) -> Grant {
+    Grant { action, resource: Resource::Objects(ROW_BLOB_PREFIX) }
+}
+
+/// Handlers keep every bundle under one prefix (`api::bundles`); `iam_reach.rs` checks the keys.
+const fn bundles(action: &'static str) -> Grant {
+    Grant { action, resource: Resource::Objects(BUNDLE_PREFIX) }
+}
+
+/// Without ListBucket S3 answers 403 instead of 404 for a missing key, and the adapters read
+/// "absent" only from a 404 (an unknown or expired bundle id would be a 500).
+const MISSING_IS_404: (Grant, &str) = (
+    Grant { action: "s3:ListBucket", resource: Resource::Bucket },
+    "S3 answers 404 rather than 403 for a missing key only with ListBucket",
+);
+
+/// What one operation needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    /// What the API calls the adapter makes need (checked against real calls on moto).
+    pub calls: &'static [Grant],
+    /// What it needs without making the call itself, and why: S3 checks a presigned URL against
+    /// the permissions of the role that signed it, when the link is used.
+    pub implied: &'static [(Grant, &'static str)],
+    /// Operations it performs in turn: the DynamoDB store keeps oversized rows in `Blobs`.
+    pub via: &'static [Op],
+}
+
+macro_rules! ops {
+    ($($op:ident => $name:literal,)*) => {
+        /// A storage operation: one method of a storage trait.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Op { $($op,)* }
+
+        impl Op {
+            /// Every operation, in declaration order.
+            pub const ALL: &'static [Op] = &[$(Op::$op,)*];
+
+            /// `Trait::method`.
+            pub const fn name(self) -> &'static str {
+                match self { $(Op::$op => $name,)* }
+            }
+        }
+    };
+}
+
+ops! {
+    SaveWorkspace => "Store::save_workspace",
+    GetWorkspace => "Store::get_workspace",
+    ListWorkspaces => "Store::list_workspaces",
+    ListTables => "Store::list_tables",
+    ReadRows => "Store::read_rows",
+    GetRows => "Store::get_rows",
+    Commit => "Store::commit",
+    DeleteWorkspace => "Store::delete_workspace",
+    PutBlob => "Blobs::put_blob",
+    GetBlob => "Blobs::get_blob",
+    DeleteBlob => "Blobs::delete_blob",
+    CreateUpload => "BundleStore::create_upload",
+    Get => "BundleStore::get",
+    OpenStream => "BundleStore::open_stream",
+    Head => "BundleStore::head",
+    DownloadUrl => "BundleStore::download_url",
+    UploadUrl => "BundleStore::upload_url",
+    Sweep => "BundleStore::sweep",
+    Delete => "BundleStore::delete",
+}
+
+/// Commits and deletes: the manifest and records (GetItem, Query), rows (BatchWriteItem), the
+/// commit point (TransactWriteItems: Put, Update, Delete, ConditionCheck items) and the sweep
+/// of earlier commits (UpdateItem, DeleteItem). Of commits, only one that may create a workspace
+/// which turns out to exist (an import) carries a ConditionCheck; it is declared for every
+/// commit, as the table is per method.
+const WRITE_PATH: &[Grant] = &[
+    table("dynamodb:GetItem"),
+    table("dynamodb:Query"),
+    table("dynamodb:PutItem"),
+    table("dynamodb:UpdateItem"),
+    table("dynamodb:DeleteItem"),
+    table("dynamodb:ConditionCheckItem"),
+    table("dynamodb:BatchWriteItem"),
+];
+
+/// Listing reads the GSI only.
+const LIST_QUERY: Grant =
+    Grant { action: "dynamodb:Query", resource: Resource::Index(crate::store::dynamodb::GSI_BY_UPDATED) };
+
+impl Op {
+    /// What this operation needs from IAM. Exhaustive: a new operation does not compile
+    /// until it is declared here.
+    pub const fn needs(self) -> Needs {
+        const fn calls(calls: &'static [Grant]) -> Needs {
+            Needs { calls, implied: &[], via: &[] }
+        }
+        match self {
+            Op::SaveWorkspace => calls(const { &[table("dynamodb:UpdateItem")] }),
+            Op::GetWorkspace | Op::ListTables => calls(const { &[table("dynamodb:GetItem")] }),
+            Op::ListWorkspaces => calls(const { &[LIST_QUERY] }),
+            // Manifest before and after, the version's shards, oversized rows from their blobs.
+            Op::ReadRows => Needs {
+                calls: const { &[table("dynamodb:GetItem"), table("dynamodb:Query")] },
+                implied: &[],
+                via: &[Op::GetBlob],
+            },
+            Op::GetRows => Needs {
+                calls: const { &[table("dynamodb:GetItem"), table("dynamodb:BatchGetItem")] },
+                implied: &[],
+                via: &[Op::GetBlob],
+            },
+            // Writes new rows' blobs, copies kept ones (read + write), collects superseded ones.
+            Op::Commit => Needs { calls: WRITE_PATH, implied: &[], via: &[Op::PutBlob, Op::GetBlob, Op::DeleteBlob] },
+            Op::DeleteWorkspace => Needs { calls: WRITE_PATH, implied: &[], via: &[Op::DeleteBlob] },
+            Op::PutBlob => calls(const { &[rows("s3:PutObject")] }),
+            Op::GetBlob => calls(const { &[rows("s3:GetObject")] }),
+            Op::DeleteBlob => calls(const { &[rows("s3:DeleteObject")] }),
+            // One PutObject, or a multipart upload (all `s3:PutObject`); abort ends the latter.
+            Op::CreateUpload => calls(const { &[bundles("s3:PutObject"), bundles("s3:AbortMultipartUpload")] }),
+            // GetObject (HeadObject is `s3:GetObject` too).
+            Op::Get | Op::OpenStream | Op::Head => {
+                Needs { calls: const { &[bundles("s3:GetObject")] }, implied: &[MISSING_IS_404], via: &[] }
+            }
+            Op::DownloadUrl => Needs {
+                calls: &[],
+                implied: const { &[(bundles("s3:GetObject"), "the presigned GET works only if the signer may GetObject")] },
+                via: &[],
+            },
+            Op::UploadUrl => Needs {
+                calls: &[],
+                implied: const { &[(bundles("s3:PutObject"), "the presigned PUT works only if the signer may PutObject")] },
+                via: &[],
+            },
+            // S3 leaves expiry to the bucket's lifecycle rule: no call.
+            Op::Sweep => calls(&[]),
+            Op::Delete => calls(const { &[bundles("s3:DeleteObject")] }),
+        }
+    }
+
+    /// Everything this operation needs, its `via` operations' needs included, each grant
+    /// with the operations that need it.
+    pub fn all_needs(self) -> BTreeMap<Grant, BTreeSet<Op>> {
+        let mut out: BTreeMap<Grant, BTreeSet<Op>> = BTreeMap::new();
+        let mut todo = vec![self];
+        let mut seen = BTreeSet::new();
+        while let Some(op) = todo.pop() {
+            if !seen.insert(op) {
+                continue;
+            }
+            let needs = op.needs();
+            for grant in needs.calls.iter().chain(needs.implied.iter().map(|(g, _)| g)) {
+                out.entry(*grant).or_default().insert(op);
+            }
+            todo.extend(needs.via);
+        }
+        out
+    }
+}
+
+/// A Lambda function and the storage operations its handler may reach.
+#[derive(Debug, Clone, Copy)]
+pub struct Function {
+    /// The binary (`functions/<name>`, the template's `BuildProperties.Binary`).
+    pub name: &'static str,
+    /// In `template.yaml` (false for the local-only bundle link functions).
+    pub deployed: bool,
+    pub ops: &'static [Op],
+}
+
+impl Function {
+    /// Every grant the function's role needs, with the operations that need it.
+    pub fn needs(&self) -> BTreeMap<Grant, BTreeSet<Op>> {
+        let mut out: BTreeMap<Grant, BTreeSet<Op>> = BTreeMap::new();
+        for op in self.ops {
+            for (grant, by) in op.all_needs() {
+                out.entry(grant).or_default().extend(by);
+            }
+        }
+        out
+    }
+}
+
+const fn deployed(name: &'static str, ops: &'static [Op]) -> Function {
+    Function { name, deployed: true, ops }
+}
+
+const fn local_only(name: &'static str, ops: &'static [Op]) -> Function {
+    Function { name, deployed: false, ops }
+}
+
+/// Every function: each `function` of `routes::ROUTES`, then the ones no route reaches.
+pub const FUNCTIONS: &[Function] = &[
+    deployed("save-workspace", &[Op::SaveWorkspace]),
+    deployed("list-workspaces", &[Op::ListWorkspaces]),
+    deployed("load-workspace", &[Op::GetWorkspace]),
+    deployed("cleanup-workspace", &[Op::GetWorkspace, Op::ListTables, Op::DeleteWorkspace]),
+    deployed(
+        "export-tables",
+        &[Op::GetWorkspace, Op::ListTables, Op::ReadRows, Op::Sweep, Op::CreateUpload, Op::DownloadUrl],
+    ),
+    deployed("import-tables", &[Op::Get, Op::GetWorkspace, Op::ListTables, Op::GetRows, Op::Commit]),
+    deployed("create-bundle-upload", &[Op::Sweep, Op::UploadUrl]),
+    deployed("save-project", &[Op::GetWorkspace, Op::GetRows, Op::ListTables, Op::Commit]),
+    deployed("list-projects", &[Op::GetWorkspace, Op::ReadRows]),
+    deployed("load-project", &[Op::GetWorkspace, Op::GetRows]),
+    deployed("cleanup-project", &[Op::GetWorkspace, Op::GetRows, Op::ReadRows, Op::ListTables, Op::Commit]),
+    local_only("download-bundle", &[Op::OpenStream]),
+    local_only("upload-bundle", &[Op::CreateUpload]),
+    // Deployed functions that no route reaches (a queue worker, a compaction job) go here,
+    // with `deployed(...)`: iam_agree.rs then requires them in the template too.
+];
+
+/// The function named `name`.
+pub fn function(name: &str) -> Option<&'static Function> {
+    FUNCTIONS.iter().find(|f| f.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::ROUTES;
+
+    #[test]
+    fn every_routed_function_is_declared_once_and_deployed_unless_local_only() {
+        for route in ROUTES {
+            let declared: Vec<_> = FUNCTIONS.iter().filter(|f| f.name == route.function).collect();
+            assert_eq!(declared.len(), 1, "{} must be in iam::FUNCTIONS exactly once", route.function);
+            assert_eq!(declared[0].deployed, !route.local_only, "{}: deployed is !local_only", route.function);
+        }
+        for f in FUNCTIONS.iter().filter(|f| !ROUTES.iter().any(|r| r.function == f.name)) {
+            assert!(f.deployed, "{}: a function no route reaches only exists deployed", f.name);
+        }
+        let names: BTreeSet<_> = FUNCTIONS.iter().map(|f| f.name).collect();
+        assert_eq!(names.len(), FUNCTIONS.len(), "a function appears twice in iam::FUNCTIONS");
+    }
+
+    #[test]
+    fn prefixes_are_folders() {
+        assert!(ROW_BLOB_PREFIX.ends_with('/') && BUNDLE_PREFIX.ends_with('/'));
+        assert!(!ROW_BLOB_PREFIX.starts_with(BUNDLE_PREFIX) && !BUNDLE_PREFIX.starts_with(ROW_BLOB_PREFIX));
+    }
+}

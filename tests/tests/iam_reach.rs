@@ -1,0 +1,271 @@
+//! `shared::iam::FUNCTIONS` against the handlers: every endpoint is driven through the Lambda
+//! edge (test kit, embedded backend) with the app's `Store` and `BundleStore` wrapped in
+//! recorders, and each function may reach only the storage operations the table gives it.
+//! It must also reach every one of them somewhere here, so the table (and the template checked
+//! against it by iam_agree.rs) grants nothing a handler no longer uses. Bundle keys must stay
+//! under `api::bundles::BUNDLE_PREFIX`, the only objects the table grants bundle operations.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use blackbox_tests::{fetch_url, harness, sample_bundle, Answer, Backend, Client};
+use serde_json::{json, Value};
+use shared::api::bundles::BUNDLE_PREFIX;
+use shared::bundles::{BundleStore, ByteStream, DynBundles, Upload};
+use shared::iam::{self, Op};
+use shared::model::{Owner, Workspace, WorkspaceDraft};
+use shared::routes::{route, Endpoint};
+use shared::store::{Blobs, DynStore, Store, StoreResult};
+use shared::tables::{Commit, Row, TableMeta, WsKey};
+use shared::App;
+
+/// An operation reached, with the object key for bundle and blob operations.
+type Reach = (Op, Option<String>);
+
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<Reach>>>);
+
+impl Log {
+    fn push(&self, op: Op, key: Option<&str>) {
+        if let Ok(mut log) = self.0.lock() {
+            log.push((op, key.map(str::to_owned)));
+        }
+    }
+    fn take(&self) -> Vec<Reach> {
+        self.0.lock().map(|mut log| std::mem::take(&mut *log)).unwrap_or_default()
+    }
+}
+
+struct RecordingStore {
+    inner: DynStore,
+    log: Log,
+}
+
+#[async_trait]
+impl Store for RecordingStore {
+    async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
+        self.log.push(Op::SaveWorkspace, None);
+        self.inner.save_workspace(owner, draft).await
+    }
+    async fn get_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<Workspace>> {
+        self.log.push(Op::GetWorkspace, None);
+        self.inner.get_workspace(owner, id).await
+    }
+    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>> {
+        self.log.push(Op::ListWorkspaces, None);
+        self.inner.list_workspaces(owner, after, limit).await
+    }
+    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
+        self.log.push(Op::ListTables, None);
+        self.inner.list_tables(ws).await
+    }
+    async fn read_rows(
+        &self,
+        ws: &WsKey,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Row)>> {
+        self.log.push(Op::ReadRows, None);
+        self.inner.read_rows(ws, table, after, limit).await
+    }
+    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
+        self.log.push(Op::GetRows, None);
+        self.inner.get_rows(ws, table, keys).await
+    }
+    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
+        self.log.push(Op::Commit, None);
+        self.inner.commit(ws, commit).await
+    }
+    async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
+        self.log.push(Op::DeleteWorkspace, None);
+        self.inner.delete_workspace(owner, id).await
+    }
+    fn inject_commit_fault(&self, after_rows: Option<usize>) {
+        self.inner.inject_commit_fault(after_rows)
+    }
+}
+
+struct RecordingBundles {
+    inner: DynBundles,
+    log: Log,
+}
+
+#[async_trait]
+impl Blobs for RecordingBundles {
+    async fn put_blob(&self, key: &str, bytes: Vec<u8>) -> StoreResult<()> {
+        self.log.push(Op::PutBlob, Some(key));
+        self.inner.put_blob(key, bytes).await
+    }
+    async fn get_blob(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.log.push(Op::GetBlob, Some(key));
+        self.inner.get_blob(key).await
+    }
+    async fn delete_blob(&self, key: &str) -> StoreResult<()> {
+        self.log.push(Op::DeleteBlob, Some(key));
+        self.inner.delete_blob(key).await
+    }
+}
+
+/// An `Upload` is only ever made by `create_upload`, whose grants cover writing it.
+#[async_trait]
+impl BundleStore for RecordingBundles {
+    async fn create_upload(&self, key: &str) -> StoreResult<Box<dyn Upload>> {
+        self.log.push(Op::CreateUpload, Some(key));
+        self.inner.create_upload(key).await
+    }
+    async fn get(&self, key: &str, max_bytes: u64) -> StoreResult<Option<Vec<u8>>> {
+        self.log.push(Op::Get, Some(key));
+        self.inner.get(key, max_bytes).await
+    }
+    async fn open_stream(&self, key: &str) -> StoreResult<Option<(u64, ByteStream)>> {
+        self.log.push(Op::OpenStream, Some(key));
+        self.inner.open_stream(key).await
+    }
+    async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
+        self.log.push(Op::Head, Some(key));
+        self.inner.head(key).await
+    }
+    async fn download_url(&self, key: &str, expires_at: i64, public_base: &str) -> StoreResult<String> {
+        self.log.push(Op::DownloadUrl, Some(key));
+        self.inner.download_url(key, expires_at, public_base).await
+    }
+    async fn upload_url(&self, key: &str, expires_at: i64, public_base: &str) -> StoreResult<String> {
+        self.log.push(Op::UploadUrl, Some(key));
+        self.inner.upload_url(key, expires_at, public_base).await
+    }
+    async fn sweep(&self, prefix: &str, max_age: Duration) -> StoreResult<usize> {
+        self.log.push(Op::Sweep, Some(prefix));
+        self.inner.sweep(prefix, max_age).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.log.push(Op::Delete, Some(key));
+        self.inner.delete(key).await
+    }
+}
+
+/// What each function reached, request by request.
+#[derive(Default)]
+struct Reached {
+    log: Log,
+    by_function: BTreeMap<&'static str, BTreeSet<Op>>,
+    keys: Vec<(Op, String)>,
+}
+
+impl Reached {
+    /// Runs one request of `endpoint` and books what it reached to the endpoint's function.
+    async fn run<T>(&mut self, endpoint: Endpoint, request: impl Future<Output = T>) -> T {
+        self.log.take();
+        let out = request.await;
+        let function = route(endpoint).function;
+        for (op, key) in self.log.take() {
+            self.by_function.entry(function).or_default().insert(op);
+            self.keys.extend(key.map(|k| (op, k)));
+        }
+        out
+    }
+
+    /// `run` for an API request that must succeed; its `data`.
+    async fn request(&mut self, endpoint: Endpoint, request: impl Future<Output = Answer>) -> Value {
+        self.run(endpoint, request).await.ok().clone()
+    }
+
+    fn check(&self) {
+        let mut problems = Vec::new();
+        for function in iam::FUNCTIONS {
+            let declared: BTreeSet<Op> = function.ops.iter().copied().collect();
+            let Some(reached) = self.by_function.get(function.name) else {
+                problems.push(format!("{} was never driven here: add its requests to this test", function.name));
+                continue;
+            };
+            for op in reached.difference(&declared) {
+                problems.push(format!(
+                    "{} reached {}, which iam::FUNCTIONS does not give it",
+                    function.name,
+                    op.name()
+                ));
+            }
+            for op in declared.difference(reached) {
+                problems.push(format!(
+                    "{} is given {} but never reached it here: drive that path or drop it",
+                    function.name,
+                    op.name()
+                ));
+            }
+        }
+        for (op, key) in &self.keys {
+            if !key.starts_with(BUNDLE_PREFIX) {
+                problems.push(format!("{} on key {key:?}: handlers keep bundles under {BUNDLE_PREFIX}", op.name()));
+            }
+        }
+        assert!(problems.is_empty(), "handlers vs shared::iam::FUNCTIONS:\n  {}", problems.join("\n  "));
+    }
+}
+
+#[tokio::test]
+async fn each_function_reaches_exactly_its_declared_operations() {
+    // A small inline limit, so the export is staged (upload + link).
+    let env = [("WORKSPACES_INLINE_LIMIT_BYTES", "4000")];
+    let h = harness(Backend::Embedded, "iam_reach", &env).await.expect("embedded backend");
+    let mut reached = Reached::default();
+    let store = Arc::new(RecordingStore { inner: h.app.store.clone(), log: reached.log.clone() });
+    let bundles = Arc::new(RecordingBundles { inner: h.app.bundles.clone(), log: reached.log.clone() });
+    let app = App::new(h.app.config.clone(), h.app.verifier.clone(), store, bundles);
+    let c = Client::new(&app, "acme", "ann");
+    let r = &mut reached;
+
+    r.request(
+        Endpoint::SaveWorkspace,
+        c.post(Endpoint::SaveWorkspace, "/workspaces/save", json!({"id": "ws_1", "name": "one"})),
+    )
+    .await;
+    r.request(Endpoint::ListWorkspaces, c.get(Endpoint::ListWorkspaces, "/workspaces/list?scope=user")).await;
+    r.request(Endpoint::LoadWorkspace, c.get(Endpoint::LoadWorkspace, "/workspaces/ws_1/load?scope=user")).await;
+
+    let saved = r
+        .request(
+            Endpoint::SaveProject,
+            c.post(Endpoint::SaveProject, "/projects/ws_1/save", json!({"project": {"name": "p"}})),
+        )
+        .await;
+    let project = saved["project_id"].as_str().expect("a project id").to_owned();
+    r.request(Endpoint::ListProjects, c.get(Endpoint::ListProjects, "/projects/ws_1/list")).await;
+    let load = format!("/projects/ws_1/load?project_id={project}");
+    r.request(Endpoint::LoadProject, c.get(Endpoint::LoadProject, &load)).await;
+
+    let import = |export_data: Value, ws: &str| {
+        c.post(
+            Endpoint::ImportTables,
+            "/workspaces/import-tables",
+            json!({"export_data": export_data, "workspace_id": ws}),
+        )
+    };
+    r.request(Endpoint::ImportTables, import(sample_bundle(), "ws_2")).await;
+    let export = r
+        .request(Endpoint::ExportTables, c.post(Endpoint::ExportTables, "/workspaces/ws_2/export-tables", json!({})))
+        .await;
+    let link = export["bundle"]["url"].as_str().expect("a staged export").to_owned();
+    let (status, _) = r.run(Endpoint::DownloadBundle, fetch_url(&app, "GET", &link, None)).await;
+    assert_eq!(status, 200);
+
+    let slot = r
+        .request(Endpoint::CreateBundleUpload, c.post(Endpoint::CreateBundleUpload, "/workspaces/bundles", json!({})))
+        .await;
+    let bytes = serde_json::to_vec(&sample_bundle()).expect("bundle bytes");
+    let upload_url = slot["upload_url"].as_str().expect("an upload url");
+    let (status, _) = r.run(Endpoint::UploadBundle, fetch_url(&app, "PUT", upload_url, Some(bytes))).await;
+    assert_eq!(status, 200);
+    // Into the workspace imported above: the stored rows it merges into are read first.
+    r.request(Endpoint::ImportTables, import(json!({"bundle_id": slot["bundle_id"]}), "ws_2")).await;
+
+    // One project by id, then all of the caller's (which lists them).
+    let cleanup = |body: Value| c.post(Endpoint::CleanupProject, "/projects/ws_1/cleanup", body);
+    r.request(Endpoint::CleanupProject, cleanup(json!({"project": {"id": project}}))).await;
+    r.request(Endpoint::CleanupProject, cleanup(json!({"project": {}}))).await;
+    r.request(Endpoint::CleanupWorkspace, c.post(Endpoint::CleanupWorkspace, "/workspaces/ws_2/cleanup", json!({})))
+        .await;
+    reached.check();
+}
