@@ -246,7 +246,7 @@ pub const FUNCTIONS: &[Function] = &[
         "export-tables",
         &[Op::GetWorkspace, Op::ListTables, Op::ReadRows, Op::Sweep, Op::CreateUpload, Op::DownloadUrl],
     ),
-    deployed("import-tables", &[Op::Get, Op::GetWorkspace, Op::ListTables, Op::GetRows, Op::Commit]),
+    deployed("import-tables", &[Op::Get, Op::GetWorkspace, Op::ListTables, Op::ReadRows, Op::GetRows, Op::Commit]),
     deployed("create-bundle-upload", &[Op::Sweep, Op::UploadUrl]),
     deployed("save-project", &[Op::GetWorkspace, Op::GetRows, Op::ListTables, Op::Commit]),
     deployed("list-projects", &[Op::GetWorkspace, Op::ReadRows]),

@@ -132,9 +132,14 @@ mod tests {
             // Whatever was chosen names the table and is the longest id that could.
             assert_eq!(got.table_name(&ws), name, "{got:?} does not name {name}");
             let chosen = got.project_id().unwrap_or(&ws).len();
-            let longest = pids.iter().chain([&ws]).filter(|id| kind_before(&name, id).is_some()).map(|id| id.len()).max();
+            let longest =
+                pids.iter().chain([&ws]).filter(|id| kind_before(&name, id).is_some()).map(|id| id.len()).max();
             assert_eq!(Some(chosen), longest, "{name} with ids {pids:?} and workspace {ws}: chose {got:?}");
-            if pids.iter().chain([&ws]).all(|id| id.len() <= owner.project_id().unwrap_or(&ws).len() || kind_before(&name, id).is_none()) {
+            if pids
+                .iter()
+                .chain([&ws])
+                .all(|id| id.len() <= owner.project_id().unwrap_or(&ws).len() || kind_before(&name, id).is_none())
+            {
                 assert_eq!(got, owner);
             }
         }

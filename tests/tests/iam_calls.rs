@@ -33,7 +33,7 @@ use shared::iam::{Grant, Op, Resource};
 use shared::model::{now_timestamp, Owner, Scope, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
 use shared::store::{Blobs, Store};
-use shared::tables::{Column, Commit, Row, TableWrite, WsKey};
+use shared::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
 
 /// What one API call needs, as the recorder saw it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -274,7 +274,13 @@ fn commit(id: &str, create: Option<&str>, rows: &[(&str, usize)]) -> Commit {
     Commit {
         id: id.into(),
         create_workspace: create.map(draft),
-        upserts: vec![TableWrite { name: "t".into(), columns, key_column: "k".into(), rows }],
+        upserts: vec![TableWrite {
+            name: "t".into(),
+            owner: TableOwner::Workspace { kind: "t".into() },
+            columns,
+            key_column: "k".into(),
+            rows,
+        }],
         ..Commit::default()
     }
 }

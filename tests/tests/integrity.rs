@@ -160,12 +160,16 @@ async fn a_member_cannot_delete_the_workspace_through_a_project_named_after_it(h
     let b = bundle(
         "ws_team",
         vec![],
-        vec![("concepts_ws_team".into(), table("predicate_name", &["w1", "w2"])), ("cells_ws_team".into(), table("id", &["c"]))],
+        vec![
+            ("concepts_ws_team".into(), table("predicate_name", &["w1", "w2"])),
+            ("cells_ws_team".into(), table("id", &["c"])),
+        ],
     );
     import_as(&admin, b, "ws_team", "organization", false).await.ok();
     for id in ["team", "ws_team", "m"] {
         let project = json!({"project": {"id": id, "name": "bob's trap", "scope": "organization"}});
-        let saved = bob.post(Endpoint::SaveProject, "/projects/ws_team/save?workspace_scope=organization", project).await;
+        let saved =
+            bob.post(Endpoint::SaveProject, "/projects/ws_team/save?workspace_scope=organization", project).await;
         if id == "ws_team" {
             saved.assert_error(400, "may not equal");
             continue;
@@ -207,12 +211,18 @@ async fn ann_private_project(h: &Harness) -> (Client<'_>, Client<'_>) {
     let p = json!({"project": {"id": "p_all", "name": "everyone's", "scope": "organization"}});
     ann.post(Endpoint::SaveProject, "/projects/ws_org/save?workspace_scope=organization", p).await.ok();
     let mut secret_table = table("datasource_id", &["d1"]);
-    secret_table["schema"].as_array_mut().unwrap().push(json!({"name": "password", "type": "text", "nullable": "YES", "default": null}));
+    secret_table["schema"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "password", "type": "text", "nullable": "YES", "default": null}));
     secret_table["data"][0]["password"] = json!("ann-s3cret");
     let b = bundle(
         "ws_org",
         vec![
-            ("p_ann", vec![("datasources_p_ann".into(), secret_table), ("cells_p_ann".into(), table("id", &["a1", "a2"]))]),
+            (
+                "p_ann",
+                vec![("datasources_p_ann".into(), secret_table), ("cells_p_ann".into(), table("id", &["a1", "a2"]))],
+            ),
             ("p_all", vec![("cells_p_all".into(), table("id", &["s1"]))]),
         ],
         vec![],
@@ -260,18 +270,24 @@ async fn import_never_touches_another_members_private_project(h: &Harness) {
         assert!(normalized(now, "ws_org") == normalized(before, "ws_org"), "nothing written");
         // As new projects it is fine, and ann's stays as it was.
         let copied = import_as(&bob, attack, "ws_org", "organization", true).await;
-        let new_id = copied.ok()["projects_imported"].as_object().and_then(|m| m.values().next()).map(|p| p["new_project_id"].clone());
+        let new_id = copied.ok()["projects_imported"]
+            .as_object()
+            .and_then(|m| m.values().next())
+            .map(|p| p["new_project_id"].clone());
         assert!(new_id.is_none_or(|id| id != "p_ann"));
     }
     let after = export_as(&ann, "ws_org", "organization", true).await;
     for name in ["cells_p_ann", "datasources_p_ann"] {
         assert_eq!(rows_of(after.ok(), name), rows_of(&first, name), "{name} untouched");
     }
-    let row = ann.get(Endpoint::LoadProject, "/projects/ws_org/load?project_id=p_ann&workspace_scope=organization").await;
+    let row =
+        ann.get(Endpoint::LoadProject, "/projects/ws_org/load?project_id=p_ann&workspace_scope=organization").await;
     assert_eq!((&row.ok()["author"], &row.ok()["scope"]), (&json!("ann"), &json!("user")));
     // And bob still cannot delete it.
     let body = json!({"project": {"id": "p_ann"}});
-    bob.post(Endpoint::CleanupProject, "/projects/ws_org/cleanup?workspace_scope=organization", body).await.assert_error(404, "p_ann");
+    bob.post(Endpoint::CleanupProject, "/projects/ws_org/cleanup?workspace_scope=organization", body)
+        .await
+        .assert_error(404, "p_ann");
 }
 
 async fn a_bundles_author_is_not_trusted(h: &Harness) {
@@ -279,7 +295,8 @@ async fn a_bundles_author_is_not_trusted(h: &Harness) {
     save_ws(&bob, "ws_org2", "organization").await;
     let forged = bundle("x", vec![], vec![("projects_x".into(), projects_table(&[("p_new", "ann", "user")]))]);
     import_as(&bob, forged, "ws_org2", "organization", false).await.ok();
-    let row = bob.get(Endpoint::LoadProject, "/projects/ws_org2/load?project_id=p_new&workspace_scope=organization").await;
+    let row =
+        bob.get(Endpoint::LoadProject, "/projects/ws_org2/load?project_id=p_new&workspace_scope=organization").await;
     assert_eq!(row.ok()["author"], "bob", "a new project is the importer's, whatever the bundle says");
 }
 
@@ -289,7 +306,10 @@ async fn a_redacted_secret_cannot_be_repointed(h: &Harness) {
     let c = Client::new(&h.app, "acme", "ann");
     let mut ds = table("datasource_id", &["d1"]);
     for col in ["host", "password"] {
-        ds["schema"].as_array_mut().unwrap().push(json!({"name": col, "type": "text", "nullable": "YES", "default": null}));
+        ds["schema"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": col, "type": "text", "nullable": "YES", "default": null}));
     }
     ds["data"][0]["host"] = json!("db.internal");
     ds["data"][0]["password"] = json!("s3cret");
@@ -317,7 +337,9 @@ async fn bundle_limits_are_422_and_write_nothing(h: &Harness) {
         let mut t = table("id", &["r"]);
         let cols = t["schema"].as_array_mut().unwrap();
         for i in 0..columns {
-            cols.push(json!({"name": format!("c{i}"), "type": "t".repeat(type_len), "nullable": "YES", "default": null}));
+            cols.push(
+                json!({"name": format!("c{i}"), "type": "t".repeat(type_len), "nullable": "YES", "default": null}),
+            );
         }
         bundle("src", vec![], vec![("cells_src".into(), t)])
     };
@@ -346,7 +368,9 @@ async fn a_catalog_too_big_for_one_item_is_413_and_writes_nothing(h: &Harness) {
             let mut t = table("id", &["r1", "r2"]);
             let cols = t["schema"].as_array_mut().unwrap();
             for j in 0..400 {
-                cols.push(json!({"name": format!("column_{j}"), "type": "t".repeat(100), "nullable": "YES", "default": null}));
+                cols.push(
+                    json!({"name": format!("column_{j}"), "type": "t".repeat(100), "nullable": "YES", "default": null}),
+                );
             }
             (format!("wide{i}_src"), t)
         })
@@ -424,16 +448,24 @@ async fn export_import_export_keeps_generated_workspaces_exactly(h: &Harness) {
                 projects.push((pid.as_str(), vec![(format!("cells_{pid}"), t)]));
             }
             let mut creds = table("datasource_id", &["d1"]);
-            creds["schema"].as_array_mut().unwrap().push(json!({"name": "password", "type": "text", "nullable": "YES", "default": null}));
+            creds["schema"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "password", "type": "text", "nullable": "YES", "default": null}));
             creds["data"][0]["password"] = json!("pw");
-            let top = vec![(format!("datasources_{ws}"), creds), (format!("concepts_{ws}"), table("predicate_name", &["c"]))];
+            let top =
+                vec![(format!("datasources_{ws}"), creds), (format!("concepts_{ws}"), table("predicate_name", &["c"]))];
             import_as(&c, bundle(&ws, projects, top), &ws, "user", false).await.ok();
         }
         let first = export_as(&c, &ws, "user", true).await.ok().clone();
         let copy = format!("copy_{case}");
         import_as(&c, first.clone(), &copy, "user", false).await.ok();
         let second = export_as(&c, &copy, "user", true).await.ok().clone();
-        assert_eq!(normalized(second, &copy), normalized(first.clone(), &ws), "case {case}: workspace {ws}, projects {pids:?}");
+        assert_eq!(
+            normalized(second, &copy),
+            normalized(first.clone(), &ws),
+            "case {case}: workspace {ws}, projects {pids:?}"
+        );
         assert_eq!(project_ids(&first).len(), pids.len(), "case {case}: every project exported");
     }
 }

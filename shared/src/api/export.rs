@@ -12,13 +12,13 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::bundles::{bundle_key, expires_at, new_bundle_id, tenant, timestamp_of};
+use super::projects::visible;
 use super::{body, Reply};
 use crate::app::App;
 use crate::bundles::Upload;
 use crate::error::ApiError;
 use crate::http::Call;
 use crate::model::{now_timestamp, validate_id, Principal, Scope};
-use super::projects::visible;
 use crate::naming::projects_table;
 use crate::secrets;
 use crate::tables::{TableMeta, WsKey};
@@ -256,7 +256,12 @@ impl Exporter<'_> {
     }
 
     /// Streams one table, without the projects table's rows in `hidden`; returns its row count.
-    async fn table(&mut self, table: &TableMeta, workspace_level: bool, hidden: &HashSet<String>) -> Result<u64, ApiError> {
+    async fn table(
+        &mut self,
+        table: &TableMeta,
+        workspace_level: bool,
+        hidden: &HashSet<String>,
+    ) -> Result<u64, ApiError> {
         let projects = table.name == projects_table(&self.ws.workspace_id);
         self.key(&table.name).await?;
         self.raw("{").await?;

@@ -14,12 +14,11 @@ pub const MAX_LIST_LIMIT: usize = 1_000;
 pub fn limit(call: &Call) -> Result<Option<usize>, ApiError> {
     match call.query("limit") {
         None => Ok(None),
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(format!("limit: must be a whole number from 1 to {MAX_LIST_LIMIT}"))),
+        Some(raw) => {
+            raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIST_LIMIT).contains(n)).map(Some).ok_or_else(|| {
+                ApiError::bad_request(format!("limit: must be a whole number from 1 to {MAX_LIST_LIMIT}"))
+            })
+        }
     }
 }
 

@@ -227,8 +227,9 @@ impl Store for SqliteStore {
                 let columns: Vec<Column> =
                     serde_json::from_str(&columns).map_err(|e| internal(format!("stored schema of {name}: {e}")))?;
                 let owner = match owner {
-                    Some(json) => serde_json::from_str(&json)
-                        .map_err(|e| internal(format!("stored owner of {name}: {e}")))?,
+                    Some(json) => {
+                        serde_json::from_str(&json).map_err(|e| internal(format!("stored owner of {name}: {e}")))?
+                    }
                     None => TableOwner::unrecorded(&name),
                 };
                 Ok(TableMeta { name, owner, columns, key_column, row_count: u64::try_from(row_count).unwrap_or(0) })

@@ -20,12 +20,12 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::projects::{check_not_workspace_id, visible, PROJECT_KEY};
+use super::workspaces::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
 use super::{body, Reply};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::Call;
-use super::projects::{check_not_workspace_id, visible, PROJECT_KEY};
-use super::workspaces::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
 use crate::model::{now_timestamp, validate_id, Principal, Scope, WorkspaceDraft};
 use crate::naming::projects_table;
 use crate::secrets;
@@ -161,11 +161,14 @@ fn check_catalog(
     names: &[String],
     stored: &HashMap<String, TableMeta>,
 ) -> Result<(), ApiError> {
-    let mut catalog: HashMap<&str, usize> =
-        stored.values().map(|t| (t.name.as_str(), catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner))).collect();
+    let mut catalog: HashMap<&str, usize> = stored
+        .values()
+        .map(|t| (t.name.as_str(), catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner)))
+        .collect();
     let mut columns: HashMap<&str, Vec<Column>> = HashMap::new();
     for ((occ, name), owner) in bundle.occurrences.iter().zip(names).zip(&plan.owners) {
-        let cols = columns.entry(name).or_insert_with(|| stored.get(name).map(|t| t.columns.clone()).unwrap_or_default());
+        let cols =
+            columns.entry(name).or_insert_with(|| stored.get(name).map(|t| t.columns.clone()).unwrap_or_default());
         merge_columns(cols, &occ.columns);
         catalog.insert(name, catalog_bytes(name, &occ.key_column, cols, owner));
     }
@@ -207,15 +210,20 @@ fn commit_id(target: &WsKey, body: &[u8]) -> String {
 }
 
 /// The workspace an import creates, from the bundle's record, under the limits a save has.
-fn workspace_draft(bundle: &Bundle, req: &Request, principal: &Principal, now: &str) -> Result<WorkspaceDraft, ApiError> {
+fn workspace_draft(
+    bundle: &Bundle,
+    req: &Request,
+    principal: &Principal,
+    now: &str,
+) -> Result<WorkspaceDraft, ApiError> {
     let record = bundle.workspace.as_ref();
     let text = |k: &str| record.and_then(|r| r.get(k)).and_then(Value::as_str).map(str::to_owned);
     let name = text("name").map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     let description = text("description");
     let too_long = |field: &str, value: Option<&String>, max: usize| {
-        value.filter(|v| v.chars().count() > max).map(|_| {
-            ApiError::unprocessable(format!("export_data.workspace.{field}: longer than {max} characters"))
-        })
+        value
+            .filter(|v| v.chars().count() > max)
+            .map(|_| ApiError::unprocessable(format!("export_data.workspace.{field}: longer than {max} characters")))
     };
     if let Some(e) = too_long("name", name.as_ref(), MAX_NAME_CHARS)
         .or_else(|| too_long("description", description.as_ref(), MAX_DESCRIPTION_CHARS))
@@ -248,7 +256,14 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     fn new(req: &'a Request, project_map: &'a HashMap<String, String>) -> Self {
-        Self { req, project_map, owners: Vec::new(), existing: HashMap::new(), writes: HashMap::new(), order: Vec::new() }
+        Self {
+            req,
+            project_map,
+            owners: Vec::new(),
+            existing: HashMap::new(),
+            writes: HashMap::new(),
+            order: Vec::new(),
+        }
     }
 
     fn target_owner(&self, occ: &Occurrence) -> TableOwner {
@@ -270,7 +285,10 @@ impl<'a> Plan<'a> {
         for (occ, owner) in bundle.occurrences.iter().zip(&self.owners) {
             let name = owner.table_name(&self.req.workspace_id);
             if name.len() > 255 {
-                return Err(ApiError::unprocessable(format!("{}: the target table name {name} is over 255 bytes", occ.name)));
+                return Err(ApiError::unprocessable(format!(
+                    "{}: the target table name {name} is over 255 bytes",
+                    occ.name
+                )));
             }
             if let Some(first) = seen.get(&name).filter(|first| **first != owner) {
                 return Err(ApiError::unprocessable(format!(
@@ -371,8 +389,13 @@ impl<'a> Plan<'a> {
             if !self.writes.contains_key(&name) {
                 self.order.push(name.clone());
                 let base = stored.get(&name).map(|t| t.columns.clone()).unwrap_or_default();
-                let write =
-                    TableWrite { name: name.clone(), owner, columns: base, key_column: occ.key_column.clone(), rows: Vec::new() };
+                let write = TableWrite {
+                    name: name.clone(),
+                    owner,
+                    columns: base,
+                    key_column: occ.key_column.clone(),
+                    rows: Vec::new(),
+                };
                 self.writes.insert(name.clone(), write);
             }
             let projects_table = is_projects_table(&occ);

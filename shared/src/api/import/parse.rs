@@ -71,7 +71,9 @@ pub fn parse(data: Value, target_project_ids: &[String]) -> Result<Bundle, ApiEr
     };
     // An empty workspace exports both keys empty, and that must import too.
     if !data.contains_key("projects") && !data.contains_key("tables") && !data.contains_key("workspace_id") {
-        return Err(bad("export_data: no 'projects', no 'tables' and no 'workspace_id': this is not a workspace export"));
+        return Err(bad(
+            "export_data: no 'projects', no 'tables' and no 'workspace_id': this is not a workspace export",
+        ));
     }
     let mut project_ids = Vec::new();
     for (pid, project) in &projects {
@@ -107,7 +109,9 @@ pub fn parse(data: Value, target_project_ids: &[String]) -> Result<Bundle, ApiEr
         }
     }
     if let Some(pid) = all_project_ids.iter().find(|p| **p == source_workspace_id) {
-        return Err(bad(format!("export_data: project id '{pid}' equals the workspace id, so table names are ambiguous")));
+        return Err(bad(format!(
+            "export_data: project id '{pid}' equals the workspace id, so table names are ambiguous"
+        )));
     }
     let table_count = top_tables.len()
         + projects.values().filter_map(|p| p.get("tables").and_then(Value::as_object)).map(Map::len).sum::<usize>();

@@ -169,7 +169,8 @@ mod tests {
 
     #[test]
     fn deletes_and_drops_win_and_unknown_tables_are_skipped() {
-        let old = TableEntry { v: "c0.0".into(), columns: vec![], key: "id".into(), rows: 2500, shards: 3, owner: None };
+        let old =
+            TableEntry { v: "c0.0".into(), columns: vec![], key: "id".into(), rows: 2500, shards: 3, owner: None };
         let manifest = Manifest { rev: 1, exists: true, tables: BTreeMap::from([("t".to_owned(), old)]) };
         let commit = Commit {
             id: "c1".into(),
