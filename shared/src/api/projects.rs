@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::http::Call;
 use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope};
 use crate::naming::projects_table;
-use crate::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
+use crate::tables::{catalog_bytes, Column, Commit, Row, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
 
 pub const PROJECT_KEY: &str = "project_id";
 
@@ -141,11 +141,21 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     row.insert("description".into(), json!(description));
     row.insert("metadata".into(), Value::Object(metadata));
     let table = projects_table(&ws.workspace_id);
-    let stored = app.store.list_tables(&ws).await?.into_iter().find(|t| t.name == table);
-    let mut columns = stored.map(|t| t.columns).unwrap_or_default();
+    let tables = app.store.list_tables(&ws).await?;
+    let stored = tables.iter().find(|t| t.name == table);
+    let mut columns = stored.map(|t| t.columns.clone()).unwrap_or_default();
     for col in projects_columns() {
         if !columns.iter().any(|c| c.name == col.name) {
             columns.push(col);
+        }
+    }
+    if stored.is_none() {
+        // The projects table joins the catalog: it must still fit (see `MAX_CATALOG_BYTES`).
+        let others: usize = tables.iter().map(|t| catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner)).sum();
+        if others + catalog_bytes(&table, PROJECT_KEY, &columns, &projects_owner()) > MAX_CATALOG_BYTES {
+            return Err(ApiError::too_large(format!(
+                "The workspace's table catalog is full ({others} of {MAX_CATALOG_BYTES} bytes): no room for its projects table"
+            )));
         }
     }
     let commit = Commit {
