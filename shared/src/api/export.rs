@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 
 use super::bundles::{bundle_key, expires_at, new_bundle_id, tenant, timestamp_of};
 use super::{body, Reply};
+use crate::api::Call;
 use crate::app::App;
 use crate::bundles::Upload;
 use crate::error::ApiError;
-use crate::http::Call;
 use crate::model::{now_timestamp, validate_id, Principal, Scope};
 use crate::naming::{classify, projects_table, TableOwner};
 use crate::secrets;

@@ -5,9 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use super::{body, Reply};
+use crate::api::Call;
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Call;
 use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope};
 use crate::naming::{classify, projects_table, TableOwner};
 use crate::tables::{Column, Commit, Row, TableWrite, WsKey};

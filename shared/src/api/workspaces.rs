@@ -3,11 +3,9 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::body;
-use super::Reply;
+use super::{body, Call, Reply};
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Call;
 use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope, Workspace, WorkspaceDraft};
 
 pub const MAX_NAME_CHARS: usize = 256;

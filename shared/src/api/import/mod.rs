@@ -17,17 +17,16 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{body, Reply};
+use crate::api::Call;
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Call;
 use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope, WorkspaceDraft};
 use crate::naming::TableOwner;
 use crate::secrets;
 use crate::tables::{Column, Commit, Row, TableMeta, TableWrite, WsKey};
 pub use parse::{parse as parse_bundle, Bundle, Group, Occurrence};
 
-/// Largest staged bundle an import reads.
-pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
+pub use super::bundles::MAX_BUNDLE_BYTES;
 
 struct Request {
     export_data: Value,
