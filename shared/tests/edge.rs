@@ -1,5 +1,5 @@
-//! The Lambda edge as a function runs it: the access log line, the local upload's size limit,
-//! and capabilities a function did not ask for.
+//! The Lambda edge as a function runs it: the access log line, body limits before parsing, the
+//! local upload's size limit, and capabilities a function did not ask for.
 
 mod common;
 
@@ -91,6 +91,25 @@ async fn a_gateway_event_logs_its_request_id() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["request_id"], "fixture");
     assert_eq!((lines[0]["org"].as_str(), lines[0]["user"].as_str()), (Some("my-org"), Some("my-user")));
+}
+
+#[tokio::test]
+async fn dense_or_deep_bodies_are_refused_before_they_become_a_tree() {
+    let app = app();
+    let ann = Client::new(&app, "acme", "ann");
+    // Just under the 6 MB request limit, ~3 million values.
+    let dense = format!("[{}0]", "0,".repeat(3_000_000));
+    assert!(dense.len() < 6 * 1024 * 1024);
+    let a = ann.call(Endpoint::SaveWorkspace, "POST", "/workspaces/save", Some(&dense)).await;
+    a.assert_error(413, "1000000 JSON values");
+    let inside = format!(r#"{{"name": "n", "metadata": {{"a": [{}0]}}}}"#, "0,".repeat(1_000_000));
+    let a = ann.call(Endpoint::SaveWorkspace, "POST", "/workspaces/save", Some(&inside)).await;
+    a.assert_error(413, "JSON values");
+    let deep = format!(r#"{{"name": "n", "metadata": {{"a": {}1{}}}}}"#, "[".repeat(100), "]".repeat(100));
+    let a = ann.call(Endpoint::ImportTables, "POST", "/workspaces/import-tables", Some(&deep)).await;
+    a.assert_error(400, "nested deeper than 64 levels");
+    let a = ann.call(Endpoint::SaveWorkspace, "POST", "/workspaces/save", Some(r#"{"name": "n", "scope": 5}"#)).await;
+    a.assert_error(400, "scope: invalid type: integer");
 }
 
 /// A signed local upload link for `client`, as `POST /workspaces/bundles` hands it out.

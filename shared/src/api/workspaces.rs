@@ -1,7 +1,8 @@
 //! save / list / load of workspaces.
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
 use super::{body, Call, Reply};
 use crate::app::App;
@@ -34,21 +35,29 @@ pub fn workspace_json(ws: &Workspace) -> Value {
     })
 }
 
+/// The body of `POST /workspaces/save`.
+#[derive(Debug, Deserialize)]
+struct SaveRequest {
+    id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    scope: Option<String>,
+}
+
 /// `POST /workspaces/save`. Unknown fields (such as a loaded workspace's read-only ones) are
 /// ignored, so what `load` returns can be sent straight back.
 pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
-    let input = body::object(&call.body)?;
-    let name = body::required_string(&input, "name", MAX_NAME_CHARS)?;
-    let description = body::opt_string(&input, "description")?;
-    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
+    let input: SaveRequest = body::parse(&call.body)?;
+    let name = body::required_text("name", input.name, MAX_NAME_CHARS)?;
+    if input.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
         return Err(ApiError::bad_request(format!("description: longer than {MAX_DESCRIPTION_CHARS} characters")));
     }
-    let metadata = body::opt_object(&input, "metadata")?.unwrap_or_default();
-    let scope = match body::opt_string(&input, "scope")? {
+    let scope = match input.scope {
         Some(s) => Scope::parse(&s)?,
         None => query_scope(call)?,
     };
-    let id = match body::opt_string(&input, "id")? {
+    let id = match input.id {
         Some(id) => {
             validate_id("id", &id)?;
             id
@@ -58,8 +67,8 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let draft = WorkspaceDraft {
         id,
         name,
-        description,
-        metadata,
+        description: input.description,
+        metadata: input.metadata.unwrap_or_default(),
         scope,
         writer: principal.username.clone(),
         now: now_timestamp(),
@@ -181,14 +190,19 @@ fn decode_token(token: &str) -> Result<String, ApiError> {
     }
 }
 
+/// The body of `POST /workspaces/{workspace_id}/cleanup`; it may be empty.
+#[derive(Debug, Default, Deserialize)]
+struct CleanupRequest {
+    scope: Option<String>,
+}
+
 /// `POST /workspaces/{workspace_id}/cleanup` (`{scope?}`): the workspace with all its projects
 /// and tables. An organization workspace needs the `admin` role.
 pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let id = call.param("workspace_id")?;
     validate_id("workspace_id", id)?;
-    let input =
-        if call.body.iter().all(u8::is_ascii_whitespace) { serde_json::Map::new() } else { body::object(&call.body)? };
-    let scope = match body::opt_string(&input, "scope")? {
+    let input: CleanupRequest = body::parse_or_default(&call.body)?;
+    let scope = match input.scope {
         Some(s) => Scope::parse(&s)?,
         None => query_scope(call)?,
     };
