@@ -1,6 +1,6 @@
-//! The Lambda edge: turns a `lambda_http::Request` into a typed [`Call`](crate::api::Call) (path parameters, query,
-//! verified principal, body bytes), runs the endpoint's handler, renders the envelope, and logs
-//! one line per request. Handlers in `api` never see Lambda types, so tests call them directly.
+//! The Lambda edge: turns a `lambda_http::Request` into a typed [`Call`](crate::api::Call) (path
+//! parameters, query, body bytes) and a verified principal, runs the endpoint's handler, renders
+//! the envelope, and logs one line per request. Handlers in `api` never see Lambda types.
 //!
 //! A function's `main` is one call to [`run`] naming its endpoint, its [`Needs`] and its handler,
 //! so each binary holds only its own handler; [`serve`] serves any endpoint, for tests and tools.

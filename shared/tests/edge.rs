@@ -169,3 +169,18 @@ async fn a_capability_not_asked_for_fails_as_a_logged_wiring_bug() {
     bob.save(json!({"name": "n"})).await.assert_error(500, "Internal server error");
     assert!(log.text().contains("does not ask for Needs::STORE"), "{}", log.text());
 }
+
+#[test]
+fn every_function_main_runs_its_own_endpoint() {
+    for route in shared::routes::ROUTES {
+        let path = format!("{}/../functions/{}/src/main.rs", env!("CARGO_MANIFEST_DIR"), route.function);
+        let main = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let runs = match route.endpoint {
+            Endpoint::DownloadBundle => "shared::http::run_download(".to_owned(),
+            Endpoint::UploadBundle => "shared::http::run_upload(".to_owned(),
+            other => format!("shared::http::run(Endpoint::{other:?}, "),
+        };
+        assert!(main.contains(&runs), "{path} should call {runs}");
+        assert_eq!(main.matches("Endpoint::").count(), usize::from(!route.local_only), "{path}");
+    }
+}
