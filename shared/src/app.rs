@@ -1,36 +1,105 @@
-//! What every function builds once at start and shares across invocations.
+//! What a function builds once at start and shares across invocations, and the one place that
+//! wires adapters together: a function names its [`Needs`] and gets only those clients.
+
+use std::error::Error;
+use std::sync::Arc;
 
 use crate::auth::Verifier;
-use crate::bundles::{self, DynBundles, LinkSigner};
-use crate::config::Config;
-use crate::store::{self, DynStore};
+use crate::bundles::{folder::FolderBundles, s3, DynBundles, LinkSigner};
+use crate::config::{BundlesUrl, Config, StoreUrl};
+use crate::store::{dynamodb::DynamoStore, sqlite::SqliteStore, Blobs, DynStore};
+
+mod unwired;
+
+pub type InitError = Box<dyn Error + Send + Sync>;
 
 pub struct App {
     pub config: Config,
     pub verifier: Verifier,
+    /// Fails every call (a logged 500) in a function that did not ask for [`Needs::STORE`].
     pub store: DynStore,
+    /// Fails every call (a logged 500) in a function that did not ask for [`Needs::BUNDLES`].
     pub bundles: DynBundles,
     /// Verifies the folder store's links on the local bundle routes (same secret as `bundles`).
     pub link_signer: LinkSigner,
 }
 
+/// The capabilities a function's `main` asks for, in the terms of its IAM policy
+/// (`template.yaml`). Combine with [`Needs::and`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    store: bool,
+    rows: bool,
+    bundles: bool,
+}
+
+impl Needs {
+    /// Workspace records in the table.
+    pub const STORE: Needs = Needs { store: true, rows: false, bundles: false };
+    /// Table rows too (projects are rows): the store, plus the bundle store's `rows/` prefix
+    /// where DynamoDB puts rows too large for an item.
+    pub const TABLES: Needs = Needs { store: true, rows: true, bundles: false };
+    /// Export bundles in the bundle store (`bundles/`): staging, links, reading them back.
+    pub const BUNDLES: Needs = Needs { store: false, rows: false, bundles: true };
+    /// Everything: the test kits and tools, which call every endpoint.
+    pub const ALL: Needs = Needs::TABLES.and(Needs::BUNDLES);
+
+    pub const fn and(self, other: Needs) -> Needs {
+        Needs {
+            store: self.store || other.store,
+            rows: self.rows || other.rows,
+            bundles: self.bundles || other.bundles,
+        }
+    }
+}
+
 impl App {
-    /// Reads the environment, builds the clients, and fails with a message that names the
-    /// variable when something is wrong, so a misconfigured function never serves a request.
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Self::from_config(Config::from_env()?).await
+    /// Reads the environment and builds what `needs` names, failing with a message that names
+    /// the variable when something is wrong, so a misconfigured function never serves a request.
+    pub async fn from_env(needs: Needs) -> Result<Self, InitError> {
+        Self::wire(Config::from_env()?, needs).await
     }
 
-    /// Builds the clients a validated config names.
-    pub async fn from_config(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    /// Every client a validated config names (for test kits and tools).
+    pub async fn from_config(config: Config) -> Result<Self, InitError> {
+        Self::wire(config, Needs::ALL).await
+    }
+
+    /// Builds the clients `needs` names and no others; the AWS SDK configuration is loaded at
+    /// most once and shared by the DynamoDB and S3 clients.
+    pub async fn wire(config: Config, needs: Needs) -> Result<Self, InitError> {
         let verifier = Verifier::from_config(&config.jwt)?;
         let link_signer = link_signer(&config);
-        let bundles = bundles::open(&config.bundles, link_signer.clone())
-            .await
-            .map_err(|e| format!("WORKSPACES_BUNDLES: {e}"))?;
-        // Rows over DynamoDB's item limit are offloaded (under `rows/`) to the bundle store.
-        let blobs: std::sync::Arc<dyn store::Blobs> = bundles.clone();
-        let store = store::open(&config.store, blobs).await.map_err(|e| format!("WORKSPACES_STORE: {e}"))?;
+        let dynamo = needs.store && matches!(config.store, StoreUrl::DynamoDb { .. });
+        // SQLite keeps rows of any size itself; DynamoDB offloads large ones to the bundle store.
+        let want_bundles = needs.bundles || (needs.rows && dynamo);
+        let s3 = want_bundles && matches!(config.bundles, BundlesUrl::S3 { .. });
+        let sdk = if dynamo || s3 {
+            Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
+        } else {
+            None
+        };
+        let bundle_store =
+            if want_bundles { Some(open_bundles(&config.bundles, link_signer.clone(), sdk.as_ref())?) } else { None };
+        let store: DynStore = match (&config.store, needs.store) {
+            (_, false) => unwired::store(),
+            (StoreUrl::Sqlite(path), true) => {
+                Arc::new(SqliteStore::open(path).map_err(|e| format!("WORKSPACES_STORE: {e}"))?)
+            }
+            (StoreUrl::DynamoDb { table }, true) => {
+                let client = aws_sdk_dynamodb::Client::new(sdk.as_ref().ok_or("AWS SDK config not loaded")?);
+                let dynamo = DynamoStore::new(client, table);
+                match (&bundle_store, needs.rows) {
+                    (Some(blobs), true) => Arc::new(dynamo.with_blobs(blobs.clone() as Arc<dyn Blobs>)),
+                    // Without `rows`, a large row fails clearly ("no blob store is configured").
+                    _ => Arc::new(dynamo),
+                }
+            }
+        };
+        let bundles = match (bundle_store, needs.bundles) {
+            (Some(b), true) => b,
+            _ => unwired::bundles(),
+        };
         Ok(Self { config, verifier, store, bundles, link_signer })
     }
 
@@ -38,6 +107,27 @@ impl App {
     pub fn new(config: Config, verifier: Verifier, store: DynStore, bundles: DynBundles) -> Self {
         let link_signer = link_signer(&config);
         Self { config, verifier, store, bundles, link_signer }
+    }
+}
+
+fn open_bundles(
+    url: &BundlesUrl,
+    signer: LinkSigner,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<DynBundles, String> {
+    match url {
+        BundlesUrl::Folder(root) => {
+            Ok(Arc::new(FolderBundles::open(root, signer).map_err(|e| format!("WORKSPACES_BUNDLES: {e}"))?))
+        }
+        BundlesUrl::S3 { bucket, prefix } => {
+            let mut s3_config = aws_sdk_s3::config::Builder::from(sdk.ok_or("AWS SDK config not loaded")?);
+            // A local S3 server (moto) has no per-bucket host names: path-style requests.
+            if std::env::var(s3::ENDPOINT_VAR).is_ok_and(|v| !v.trim().is_empty()) {
+                s3_config = s3_config.force_path_style(true);
+            }
+            let client = aws_sdk_s3::Client::from_conf(s3_config.build());
+            Ok(Arc::new(s3::S3Bundles::new(client, bucket.as_str(), prefix)))
+        }
     }
 }
 

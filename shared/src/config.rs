@@ -57,12 +57,13 @@ pub struct ConfigError {
 }
 
 pub const DEFAULT_STORE: &str = "sqlite://.local/workspaces.db";
-/// Lambda's response limit is 6 MB; leave room for headers and base64 in the runtime's framing.
+/// Lambda's response limit is 6 MB for the whole API Gateway response document, in which the
+/// body travels as an escaped JSON string beside the headers: leave room for both.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 5_000_000;
 pub const DEFAULT_BUNDLES: &str = "file://.local/bundles";
-/// Same reasoning as the response limit: above it a response could not go back inline.
-/// What the synchronous import finishes well inside the HTTP API's 30 s (measured: README).
+/// Rows the synchronous import finishes well inside the HTTP API's 30 s (measured: README).
 pub const DEFAULT_SYNC_IMPORT_MAX_ROWS: usize = 150_000;
+/// Same reasoning as the response limit: above it an export could not go back inline.
 pub const DEFAULT_INLINE_LIMIT_BYTES: usize = 5_000_000;
 pub const DEFAULT_BUNDLE_TTL_SECS: u64 = 3600;
 /// S3's longest presigned URL lifetime; local links keep to it too, so both behave alike.
@@ -99,9 +100,11 @@ impl Config {
                     .into(),
             });
         }
-        let max_response_bytes = parse_usize(&get, "WORKSPACES_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)?;
+        let max_response_bytes =
+            parse_usize(&get, "WORKSPACES_MAX_RESPONSE_BYTES", "bytes", DEFAULT_MAX_RESPONSE_BYTES)?;
         let bundles = parse_bundles_url(get("WORKSPACES_BUNDLES").as_deref().unwrap_or(DEFAULT_BUNDLES))?;
-        let inline_limit_bytes = parse_usize(&get, "WORKSPACES_INLINE_LIMIT_BYTES", DEFAULT_INLINE_LIMIT_BYTES)?;
+        let inline_limit_bytes =
+            parse_usize(&get, "WORKSPACES_INLINE_LIMIT_BYTES", "bytes", DEFAULT_INLINE_LIMIT_BYTES)?;
         let bundle_ttl_secs = parse_ttl(&get, "WORKSPACES_BUNDLE_TTL_SECS", DEFAULT_BUNDLE_TTL_SECS)?;
         let link_secret = get("WORKSPACES_LINK_SECRET").or_else(|| jwt.secret.as_deref().map(derive_link_secret));
         if link_secret.is_none() && matches!(bundles, BundlesUrl::Folder(_)) {
@@ -111,7 +114,7 @@ impl Config {
             });
         }
         let sync_import_max_rows =
-            parse_usize(&get, "WORKSPACES_SYNC_IMPORT_MAX_ROWS", DEFAULT_SYNC_IMPORT_MAX_ROWS)? as u64;
+            parse_usize(&get, "WORKSPACES_SYNC_IMPORT_MAX_ROWS", "rows", DEFAULT_SYNC_IMPORT_MAX_ROWS)? as u64;
         Ok(Config {
             store,
             jwt,
@@ -125,9 +128,11 @@ impl Config {
     }
 }
 
+/// A positive whole number of `unit` (named in the error: bytes, rows, ...).
 pub(crate) fn parse_usize(
     get: &dyn Fn(&str) -> Option<String>,
     var: &'static str,
+    unit: &str,
     default: usize,
 ) -> Result<usize, ConfigError> {
     match get(var) {
@@ -136,7 +141,7 @@ pub(crate) fn parse_usize(
             .parse::<usize>()
             .ok()
             .filter(|n| *n > 0)
-            .ok_or_else(|| ConfigError { var, message: format!("'{v}' is not a positive whole number of bytes") }),
+            .ok_or_else(|| ConfigError { var, message: format!("'{v}' is not a positive whole number of {unit}") }),
     }
 }
 
@@ -289,6 +294,11 @@ mod tests {
         let e = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), ("WORKSPACES_MAX_RESPONSE_BYTES", "lots")]))
             .unwrap_err();
         assert_eq!(e.var, "WORKSPACES_MAX_RESPONSE_BYTES");
+        assert!(e.message.contains("bytes"), "{}", e.message);
+        let e = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), ("WORKSPACES_SYNC_IMPORT_MAX_ROWS", "0")]))
+            .unwrap_err();
+        assert_eq!(e.var, "WORKSPACES_SYNC_IMPORT_MAX_ROWS");
+        assert!(e.message.contains("whole number of rows"), "{}", e.message);
         for (var, value) in [
             ("WORKSPACES_BUNDLES", "ftp://x"),
             ("WORKSPACES_BUNDLES", "file://"),

@@ -144,6 +144,18 @@ pub struct WorkspaceDraft {
     pub now: String,
 }
 
+/// Encoded size of a workspace's or project's `metadata`: a workspace record is one DynamoDB
+/// item (400 KB at most), so its metadata is bounded well below that on both stores.
+pub const MAX_METADATA_BYTES: usize = 100_000;
+
+pub fn check_metadata(field: &str, metadata: &Map<String, Value>) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(metadata).map_or(usize::MAX, |v| v.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(ApiError::bad_request(format!("{field}: {size} bytes of JSON, more than {MAX_METADATA_BYTES}")));
+    }
+    Ok(())
+}
+
 /// Ids and path segments become parts of storage keys: keep them to a safe alphabet
 /// (`#` is our key separator) and a sane length.
 pub fn validate_id(field: &str, raw: &str) -> Result<(), ApiError> {

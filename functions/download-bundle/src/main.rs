@@ -1,7 +1,9 @@
-//! `download-bundle` Lambda (local-only route): streams a signed bundle link's file from disk.
-//! In AWS the same links are presigned S3 URLs, so this function is not deployed.
+//! `download-bundle` Lambda (local-only route): streams a signed bundle link's file from the
+//! bundle folder. In AWS the same links are presigned S3 URLs, so this function is not deployed.
+
+use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run_download_function().await
+    shared::http::run_download(Needs::BUNDLES).await
 }

@@ -1,6 +1,11 @@
-//! `list-projects` Lambda: all logic lives in the shared crate; this only picks the endpoint.
+//! `list-projects` Lambda, `GET /projects/{workspace_id}/list`.
+//! Its needs, like its IAM policy: the table, rows included (projects are rows).
+
+use shared::api::projects;
+use shared::routes::Endpoint;
+use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run_function(shared::routes::Endpoint::ListProjects).await
+    shared::http::run(Endpoint::ListProjects, Needs::TABLES, projects::list).await
 }

@@ -1,6 +1,11 @@
-//! `list-workspaces` Lambda: all logic lives in the shared crate; this only picks the endpoint.
+//! `list-workspaces` Lambda, `GET /workspaces/list`.
+//! Its needs, like its IAM policy: workspace records in the table.
+
+use shared::api::workspaces;
+use shared::routes::Endpoint;
+use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run_function(shared::routes::Endpoint::ListWorkspaces).await
+    shared::http::run(Endpoint::ListWorkspaces, Needs::STORE, workspaces::list).await
 }

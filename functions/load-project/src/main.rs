@@ -1,6 +1,11 @@
-//! `load-project` Lambda: all logic lives in the shared crate; this only picks the endpoint.
+//! `load-project` Lambda, `GET /projects/{workspace_id}/load`.
+//! Its needs, like its IAM policy: the table, rows included (projects are rows).
+
+use shared::api::projects;
+use shared::routes::Endpoint;
+use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run_function(shared::routes::Endpoint::LoadProject).await
+    shared::http::run(Endpoint::LoadProject, Needs::TABLES, projects::load).await
 }

@@ -1,6 +1,11 @@
-//! `save-project` Lambda: all logic lives in the shared crate; this only picks the endpoint.
+//! `save-project` Lambda, `POST /projects/{workspace_id}/save`.
+//! Its needs, like its IAM policy: the table, rows included (projects are rows).
+
+use shared::api::projects;
+use shared::routes::Endpoint;
+use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run_function(shared::routes::Endpoint::SaveProject).await
+    shared::http::run(Endpoint::SaveProject, Needs::TABLES, projects::save).await
 }

@@ -1,6 +1,11 @@
-//! `save-workspace` Lambda: all logic lives in the shared crate; this only picks the endpoint.
+//! `save-workspace` Lambda, `POST /workspaces/save`.
+//! Its needs, like its IAM policy: workspace records in the table.
+
+use shared::api::workspaces;
+use shared::routes::Endpoint;
+use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run_function(shared::routes::Endpoint::SaveWorkspace).await
+    shared::http::run(Endpoint::SaveWorkspace, Needs::STORE, workspaces::save).await
 }

@@ -1,6 +1,9 @@
-//! `upload-bundle` Lambda: all logic lives in the shared crate; this only picks the endpoint.
+//! `upload-bundle` Lambda (local-only route): takes the PUT of a signed bundle link into the
+//! bundle folder. In AWS the same links are presigned S3 URLs, so this function is not deployed.
+
+use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run_function(shared::routes::Endpoint::UploadBundle).await
+    shared::http::run_upload(Needs::BUNDLES).await
 }

@@ -5,21 +5,19 @@
 //! own (user) owner key: a bundle id is only ever looked up under the caller's tenant, so
 //! another tenant's id is simply not found.
 
-use lambda_http::{Body, Response};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::Reply;
+use super::{Call, Reply};
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Call;
 use crate::model::{format_timestamp, new_id, Principal, Scope};
 use crate::routes::Endpoint;
 use crate::store::StoreError;
 
-use super::import::MAX_BUNDLE_BYTES;
-
 pub const BUNDLE_PREFIX: &str = "bundles/";
+/// Largest bundle we take: uploaded through a local link, or read back by an import.
+pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
 
 pub fn tenant(principal: &Principal) -> String {
     let digest = Sha256::digest(principal.owner(Scope::User).key().as_bytes());
@@ -128,15 +126,18 @@ pub fn verify_link(app: &App, endpoint: Endpoint, call: &Call) -> Result<String,
 }
 
 /// The local-only upload route behind the folder store's signed PUT links (in AWS: presigned
-/// S3 URLs). Downloads stream: see `http::stream_download`.
-pub async fn receive_upload(app: &App, call: &Call) -> Result<Response<Body>, ApiError> {
+/// S3 URLs). Downloads stream: see `http::stream_download`. The edge refuses a body over
+/// [`MAX_BUNDLE_BYTES`] before it gets here; checked again for callers that bypass it.
+pub async fn receive_upload(app: &App, call: &Call) -> Result<Reply, ApiError> {
     let key = verify_link(app, Endpoint::UploadBundle, call)?;
+    if call.body.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(ApiError::too_large(format!("Bundle is larger than {} MiB", MAX_BUNDLE_BYTES / (1024 * 1024))));
+    }
     let mut upload = app.bundles.create_upload(&key).await?;
     if let Err(e) = upload.write(&call.body).await {
         let _ = upload.abort().await;
         return Err(e.into());
     }
     let size = upload.finish().await?;
-    let body = crate::error::success(json!({"size": size}), "Bundle uploaded");
-    Ok(crate::http::json_response(200, &body))
+    Ok(Reply::ok(json!({"size": size}), "Bundle uploaded"))
 }

@@ -7,17 +7,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::bundles::{bundle_key, expires_at, new_bundle_id, tenant, timestamp_of};
 use super::projects::visible;
 use super::{body, Reply};
+use crate::api::Call;
 use crate::app::App;
 use crate::bundles::Upload;
 use crate::error::ApiError;
-use crate::http::Call;
 use crate::model::{now_timestamp, validate_id, Principal, Scope};
 use crate::naming::projects_table;
 use crate::secrets;
@@ -31,17 +31,20 @@ const FLUSH_BYTES: usize = 1024 * 1024;
 /// Room left in the inline limit for the envelope around `data`.
 const ENVELOPE_BYTES: usize = 1024;
 
+/// The body of an export; it may be empty.
+#[derive(Debug, Default, Deserialize)]
+struct ExportRequest {
+    scope: Option<String>,
+    include_secrets: Option<bool>,
+}
+
 pub async fn export_tables(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
-    let input = if call.body.iter().all(u8::is_ascii_whitespace) { Map::new() } else { body::object(&call.body)? };
-    let scope = match body::opt_string(&input, "scope")? {
+    let input: ExportRequest = body::parse_or_default(&call.body)?;
+    let scope = match input.scope {
         Some(s) => Scope::parse(&s)?,
         None => super::workspaces::query_scope(call)?,
     };
-    let include_secrets = match input.get("include_secrets") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::bad_request("include_secrets: must be true or false")),
-    };
+    let include_secrets = input.include_secrets.unwrap_or(false);
     let workspace_id = call.param("workspace_id")?;
     validate_id("workspace_id", workspace_id)?;
     let ws = WsKey::new(principal.owner(scope), workspace_id);

@@ -1,12 +1,14 @@
-//! Endpoint handlers: typed inputs in, `Result<Reply, ApiError>` out.
+//! Endpoint handlers: typed inputs in, `Result<Reply, ApiError>` out. Nothing here knows Lambda
+//! or HTTP framing: the edge (`crate::http`) builds the [`Call`] and renders the [`Reply`].
+
+use std::collections::HashMap;
+use std::future::Future;
 
 use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Call;
 use crate::model::Principal;
-use crate::routes::Endpoint;
 
 pub mod body;
 pub mod bundles;
@@ -15,6 +17,28 @@ pub mod import;
 pub mod paging;
 pub mod projects;
 pub mod workspaces;
+
+/// What a handler gets from the edge: all of it already checked for shape, none of it Lambda's.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    pub params: HashMap<String, String>,
+    pub query: HashMap<String, String>,
+    pub body: Vec<u8>,
+    /// `scheme://host` the caller reached us at: local signed links point back to it.
+    pub public_base: String,
+}
+
+impl Call {
+    pub fn param(&self, name: &str) -> Result<&str, ApiError> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| ApiError::bad_request(format!("{name}: missing from the path")))
+    }
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str).map(str::trim).filter(|v| !v.is_empty())
+    }
+}
 
 /// A successful answer: `data` and `message` go into the envelope; `extra` are top-level keys
 /// beside it (e.g. `next_token` when a list is paged).
@@ -40,21 +64,23 @@ impl Reply {
     }
 }
 
-pub async fn dispatch(app: &App, endpoint: Endpoint, principal: &Principal, call: Call) -> Result<Reply, ApiError> {
-    match endpoint {
-        Endpoint::SaveWorkspace => workspaces::save(app, principal, &call).await,
-        Endpoint::ListWorkspaces => workspaces::list(app, principal, &call).await,
-        Endpoint::LoadWorkspace => workspaces::load(app, principal, &call).await,
-        Endpoint::CleanupWorkspace => workspaces::cleanup(app, principal, &call).await,
-        Endpoint::ExportTables => export::export_tables(app, principal, &call).await,
-        Endpoint::ImportTables => import::import_tables(app, principal, &call).await,
-        Endpoint::CreateBundleUpload => bundles::create_upload(app, principal, &call).await,
-        Endpoint::SaveProject => projects::save(app, principal, &call).await,
-        Endpoint::ListProjects => projects::list(app, principal, &call).await,
-        Endpoint::LoadProject => projects::load(app, principal, &call).await,
-        Endpoint::CleanupProject => projects::cleanup(app, principal, &call).await,
-        Endpoint::DownloadBundle | Endpoint::UploadBundle => {
-            Err(ApiError::not_found("This route is served by signed link only"))
-        }
+/// The shape of every public endpoint's handler, `async fn(&App, &Principal, &Call) ->
+/// Result<Reply, ApiError>`, so a function's `main` can hand its own one to the edge.
+///
+/// A trait per lifetime rather than an `Fn` bound, because the future borrows the arguments:
+/// any such `async fn` implements it.
+pub trait Handler<'a>: Copy + Send + Sync + 'static {
+    type Future: Future<Output = Result<Reply, ApiError>> + Send + 'a;
+    fn handle(self, app: &'a App, principal: &'a Principal, call: &'a Call) -> Self::Future;
+}
+
+impl<'a, F, Fut> Handler<'a> for F
+where
+    F: Fn(&'a App, &'a Principal, &'a Call) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Reply, ApiError>> + Send + 'a,
+{
+    type Future = Fut;
+    fn handle(self, app: &'a App, principal: &'a Principal, call: &'a Call) -> Fut {
+        self(app, principal, call)
     }
 }

@@ -4,8 +4,8 @@
 
 use base64::Engine;
 
+use crate::api::Call;
 use crate::error::ApiError;
-use crate::http::Call;
 
 /// A user-given `limit` may not exceed this; without one the list is complete up to the size limit.
 pub const MAX_LIST_LIMIT: usize = 1_000;

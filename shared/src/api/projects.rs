@@ -2,13 +2,14 @@
 //! (the platform's seven columns plus description and metadata), so projects, export and
 //! import all see one record.
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{body, paging, Reply};
+use crate::api::Call;
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Call;
-use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope};
+use crate::model::{check_metadata, new_id, now_timestamp, validate_id, Principal, Scope};
 use crate::naming::projects_table;
 use crate::tables::{catalog_bytes, Column, Commit, Row, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
 
@@ -93,27 +94,42 @@ async fn get_project(app: &App, ws: &WsKey, id: &str) -> Result<Option<Row>, Api
     Ok(rows.into_iter().next().map(|(_, r)| r))
 }
 
-fn project_input(call: &Call) -> Result<Map<String, Value>, ApiError> {
-    let input = body::object(&call.body)?;
-    match input.get("project") {
-        Some(Value::Object(p)) => Ok(p.clone()),
-        None | Some(Value::Null) => Err(ApiError::bad_request("project: required, an object")),
-        Some(_) => Err(ApiError::bad_request("project: must be an object")),
-    }
+/// The body of project save and cleanup: `{"project": {...}}`.
+#[derive(Debug, Default, Deserialize)]
+struct ProjectRequest {
+    project: Option<ProjectInput>,
+}
+
+/// Unknown fields (a loaded project's read-only ones) are ignored, so what load answers saves.
+#[derive(Debug, Default, Deserialize)]
+struct ProjectInput {
+    id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    scope: Option<String>,
 }
 
 /// `POST /projects/{workspace_id}/save` with `{"project": {id?, name, description?, metadata?, scope?}}`.
 pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let ws = resolve_workspace(app, principal, call).await?;
-    let input = project_input(call)?;
-    let name = body::required_string(&input, "name", super::workspaces::MAX_NAME_CHARS)?;
-    let description = body::opt_string(&input, "description")?;
-    let metadata = body::opt_object(&input, "metadata")?.unwrap_or_default();
-    let scope = match body::opt_string(&input, "scope")? {
+    let request: ProjectRequest = body::parse(&call.body)?;
+    let input = request.project.ok_or_else(|| ApiError::bad_request("project: required, an object"))?;
+    let name = body::required_text("project.name", input.name, super::workspaces::MAX_NAME_CHARS)?;
+    let description = input.description;
+    if description.as_ref().is_some_and(|d| d.chars().count() > super::workspaces::MAX_DESCRIPTION_CHARS) {
+        return Err(ApiError::bad_request(format!(
+            "project.description: longer than {} characters",
+            super::workspaces::MAX_DESCRIPTION_CHARS
+        )));
+    }
+    let metadata = input.metadata.unwrap_or_default();
+    check_metadata("project.metadata", &metadata)?;
+    let scope = match input.scope {
         Some(s) => Scope::parse(&s)?,
         None => Scope::User,
     };
-    let id = match body::opt_string(&input, "id")? {
+    let id = match input.id {
         Some(id) => {
             validate_id("project.id", &id)?;
             check_not_workspace_id("project.id", &id, &ws.workspace_id)?;
@@ -255,9 +271,10 @@ pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply
 /// all of the caller's own projects in the workspace, with their tables.
 pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let ws = resolve_workspace(app, principal, call).await?;
-    let input = if call.body.iter().all(u8::is_ascii_whitespace) { Map::new() } else { project_input(call)? };
-    let scope = body::opt_string(&input, "scope")?.map(|s| Scope::parse(&s)).transpose()?;
-    let targets: Vec<Row> = match body::opt_string(&input, "id")? {
+    let request: ProjectRequest = body::parse_or_default(&call.body)?;
+    let input = request.project.unwrap_or_default();
+    let scope = input.scope.map(|s| Scope::parse(&s)).transpose()?;
+    let targets: Vec<Row> = match input.id {
         Some(id) => {
             validate_id("project.id", &id)?;
             let row = get_project(app, &ws, &id).await?.filter(|r| visible(r, principal, &ws));

@@ -1,19 +1,15 @@
 //! save / list / load of workspaces.
 
-use base64::Engine;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
-use super::body;
-use super::Reply;
+use super::{body, paging, Call, Reply};
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Call;
-use crate::model::{new_id, now_timestamp, validate_id, Principal, Scope, Workspace, WorkspaceDraft};
+use crate::model::{check_metadata, new_id, now_timestamp, validate_id, Principal, Scope, Workspace, WorkspaceDraft};
 
 pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
-/// A user-given `limit` may not exceed this; without one the list is complete up to the size limit.
-pub const MAX_LIST_LIMIT: usize = 1_000;
 /// Items fetched from each scope's index per round trip while merging the scopes.
 const LIST_FETCH: usize = 200;
 
@@ -36,21 +32,31 @@ pub fn workspace_json(ws: &Workspace) -> Value {
     })
 }
 
+/// The body of `POST /workspaces/save`.
+#[derive(Debug, Deserialize)]
+struct SaveRequest {
+    id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    scope: Option<String>,
+}
+
 /// `POST /workspaces/save`. Unknown fields (such as a loaded workspace's read-only ones) are
 /// ignored, so what `load` returns can be sent straight back.
 pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
-    let input = body::object(&call.body)?;
-    let name = body::required_string(&input, "name", MAX_NAME_CHARS)?;
-    let description = body::opt_string(&input, "description")?;
-    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
+    let input: SaveRequest = body::parse(&call.body)?;
+    let name = body::required_text("name", input.name, MAX_NAME_CHARS)?;
+    if input.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
         return Err(ApiError::bad_request(format!("description: longer than {MAX_DESCRIPTION_CHARS} characters")));
     }
-    let metadata = body::opt_object(&input, "metadata")?.unwrap_or_default();
-    let scope = match body::opt_string(&input, "scope")? {
+    let metadata = input.metadata.unwrap_or_default();
+    check_metadata("metadata", &metadata)?;
+    let scope = match input.scope {
         Some(s) => Scope::parse(&s)?,
         None => query_scope(call)?,
     };
-    let id = match body::opt_string(&input, "id")? {
+    let id = match input.id {
         Some(id) => {
             validate_id("id", &id)?;
             id
@@ -60,7 +66,7 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let draft = WorkspaceDraft {
         id,
         name,
-        description,
+        description: input.description,
         metadata,
         scope,
         writer: principal.username.clone(),
@@ -92,13 +98,8 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         (None, Some(one)) => vec![Scope::parse(one)?],
         (None, None) => vec![Scope::User],
     };
-    let limit = match call.query("limit") {
-        None => None,
-        Some(raw) => Some(raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIST_LIMIT).contains(n)).ok_or_else(|| {
-            ApiError::bad_request(format!("limit: must be a whole number from 1 to {MAX_LIST_LIMIT}"))
-        })?),
-    };
-    let after = call.query("next_token").map(decode_token).transpose()?;
+    let limit = paging::limit(call)?;
+    let after = call.query("next_token").map(|t| paging::decode_token(t, is_list_key)).transpose()?;
 
     // Merge the scopes' streams, each already in list order, newest first.
     let mut sources: Vec<Source> = scopes
@@ -140,7 +141,7 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     if truncated {
         if let Some(key) = last_key {
             reply.message = format!("Found {count} workspaces; more follow: pass next_token to continue");
-            reply.extra.insert("next_token".into(), Value::String(encode_token(&key)));
+            reply.extra.insert("next_token".into(), Value::String(paging::encode_token(&key)));
         }
     }
     Ok(reply)
@@ -167,20 +168,19 @@ impl Source {
     }
 }
 
-fn encode_token(list_key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(list_key)
+/// `<updated_at>#<scope>#<id>`, as `Workspace::list_key` makes it.
+fn is_list_key(key: &str) -> bool {
+    let mut parts = key.splitn(3, '#');
+    matches!(
+        (parts.next(), parts.next().map(Scope::parse), parts.next()),
+        (Some(ts), Some(Ok(_)), Some(id)) if !ts.is_empty() && validate_id("id", id).is_ok()
+    )
 }
 
-fn decode_token(token: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request("next_token: not a token this API issued");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let key = String::from_utf8(bytes).map_err(|_| bad())?;
-    // `<updated_at>#<scope>#<id>`
-    let mut parts = key.splitn(3, '#');
-    match (parts.next(), parts.next().map(Scope::parse), parts.next()) {
-        (Some(ts), Some(Ok(_)), Some(id)) if !ts.is_empty() && validate_id("id", id).is_ok() => Ok(key),
-        _ => Err(bad()),
-    }
+/// The body of `POST /workspaces/{workspace_id}/cleanup`; it may be empty.
+#[derive(Debug, Default, Deserialize)]
+struct CleanupRequest {
+    scope: Option<String>,
 }
 
 /// `POST /workspaces/{workspace_id}/cleanup` (`{scope?}`): the workspace with all its projects
@@ -188,9 +188,8 @@ fn decode_token(token: &str) -> Result<String, ApiError> {
 pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let id = call.param("workspace_id")?;
     validate_id("workspace_id", id)?;
-    let input =
-        if call.body.iter().all(u8::is_ascii_whitespace) { serde_json::Map::new() } else { body::object(&call.body)? };
-    let scope = match body::opt_string(&input, "scope")? {
+    let input: CleanupRequest = body::parse_or_default(&call.body)?;
+    let scope = match input.scope {
         Some(s) => Scope::parse(&s)?,
         None => query_scope(call)?,
     };

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::BundlesUrl;
 use crate::store::{Blobs, StoreError, StoreResult};
 
 pub mod folder;
@@ -67,14 +66,6 @@ pub type DynBundles = Arc<dyn BundleStore>;
 
 /// An object's bytes as they come off disk or the network.
 pub type ByteStream = futures::stream::BoxStream<'static, StoreResult<bytes::Bytes>>;
-
-/// Opens the bundle store a `WORKSPACES_BUNDLES` URL names; `signer` signs the folder's links.
-pub async fn open(url: &BundlesUrl, signer: LinkSigner) -> StoreResult<DynBundles> {
-    match url {
-        BundlesUrl::Folder(root) => Ok(Arc::new(folder::FolderBundles::open(root, signer)?)),
-        BundlesUrl::S3 { bucket, prefix } => Ok(Arc::new(s3::S3Bundles::from_env(bucket, prefix).await)),
-    }
-}
 
 /// Whether `c` may appear in a key. Kept to characters that are safe unescaped in a URL path,
 /// a file name and an S3 key alike, so both adapters accept exactly the same keys.

@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 
-use crate::config::StoreUrl;
 use crate::model::{Owner, Workspace, WorkspaceDraft};
 use crate::tables::{Commit, Row, TableMeta, WsKey};
 
@@ -55,17 +54,6 @@ where
         StoreError::Unavailable(detail)
     } else {
         StoreError::Internal(detail)
-    }
-}
-
-impl From<StoreError> for crate::error::ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(m) => crate::error::ApiError::conflict(m),
-            StoreError::Unavailable(m) => crate::error::ApiError::unavailable(m),
-            StoreError::TooLarge(m) => crate::error::ApiError::too_large(m),
-            StoreError::Internal(m) => crate::error::ApiError::internal(m),
-        }
     }
 }
 
@@ -120,13 +108,4 @@ pub trait Blobs: Send + Sync {
     async fn put_blob(&self, key: &str, bytes: Vec<u8>) -> StoreResult<()>;
     async fn get_blob(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn delete_blob(&self, key: &str) -> StoreResult<()>;
-}
-
-/// Opens the store a `WORKSPACES_STORE` URL names.
-/// `blobs` takes the rows too large for a DynamoDB item (SQLite stores any size itself).
-pub async fn open(url: &StoreUrl, blobs: Arc<dyn Blobs>) -> StoreResult<DynStore> {
-    match url {
-        StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
-        StoreUrl::DynamoDb { table } => Ok(Arc::new(dynamodb::DynamoStore::from_env(table).await.with_blobs(blobs))),
-    }
 }

@@ -17,23 +17,23 @@ mod parse;
 
 use std::collections::{HashMap, HashSet};
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::projects::{check_not_workspace_id, visible, PROJECT_KEY};
 use super::workspaces::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
 use super::{body, Reply};
+use crate::api::Call;
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Call;
-use crate::model::{now_timestamp, validate_id, Principal, Scope, WorkspaceDraft};
+use crate::model::{check_metadata, now_timestamp, validate_id, Principal, Scope, WorkspaceDraft};
 use crate::naming::projects_table;
 use crate::secrets;
 use crate::tables::{catalog_bytes, Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
 pub use parse::{parse as parse_bundle, Bundle, Group, Occurrence};
 
-/// Largest staged bundle an import reads.
-pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
+pub use super::bundles::MAX_BUNDLE_BYTES;
 
 struct Request {
     export_data: Value,
@@ -42,25 +42,25 @@ struct Request {
     force_new_id: bool,
 }
 
+/// The body as sent; [`read_request`] checks it into a [`Request`].
+#[derive(Debug, Deserialize)]
+struct ImportBody {
+    export_data: Option<Map<String, Value>>,
+    workspace_id: Option<String>,
+    scope: Option<String>,
+    force_new_id: Option<bool>,
+}
+
 fn read_request(call: &Call) -> Result<Request, ApiError> {
-    let mut input = body::object(&call.body)?;
-    let workspace_id = body::required_string(&input, "workspace_id", 128)?;
+    let input: ImportBody = body::parse(&call.body)?;
+    let workspace_id = body::required_text("workspace_id", input.workspace_id, 128)?;
     validate_id("workspace_id", &workspace_id)?;
-    let scope = match body::opt_string(&input, "scope")? {
-        Some(s) => Scope::parse(&s)?,
-        None => Scope::User,
-    };
-    let force_new_id = match input.get("force_new_id") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::bad_request("force_new_id: must be true or false")),
-    };
-    let export_data = match input.remove("export_data") {
-        Some(v @ Value::Object(_)) => v,
-        None | Some(Value::Null) => return Err(ApiError::bad_request("export_data: required, the exported bundle")),
-        Some(_) => return Err(ApiError::bad_request("export_data: must be a JSON object")),
-    };
-    Ok(Request { export_data, workspace_id, scope, force_new_id })
+    let scope = input.scope.map(|s| Scope::parse(&s)).transpose()?.unwrap_or(Scope::User);
+    let export_data = input
+        .export_data
+        .map(Value::Object)
+        .ok_or_else(|| ApiError::bad_request("export_data: required, the exported bundle"))?;
+    Ok(Request { export_data, workspace_id, scope, force_new_id: input.force_new_id.unwrap_or(false) })
 }
 
 pub async fn import_tables(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
@@ -231,6 +231,7 @@ fn workspace_draft(
         return Err(e);
     }
     let metadata = record.and_then(|r| r.get("metadata")).and_then(Value::as_object).cloned().unwrap_or_default();
+    check_metadata("export_data.workspace.metadata", &metadata).map_err(|e| ApiError::unprocessable(e.message))?;
     Ok(WorkspaceDraft {
         id: req.workspace_id.clone(),
         name: name.unwrap_or_else(|| req.workspace_id.clone()),

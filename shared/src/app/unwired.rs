@@ -1,0 +1,98 @@
+//! Stand-ins for the adapters a function did not ask for: every call fails as a wiring bug (a
+//! logged 500), never touches a backend, and names the capability its `main` is missing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::bundles::{BundleStore, ByteStream, DynBundles, Upload};
+use crate::model::{Owner, Workspace, WorkspaceDraft};
+use crate::store::{Blobs, DynStore, Store, StoreError, StoreResult};
+use crate::tables::{Commit, Row, TableMeta, WsKey};
+
+struct Unwired(&'static str);
+
+impl Unwired {
+    fn fail<T>(&self) -> StoreResult<T> {
+        Err(StoreError::Internal(format!("wiring bug: this function's main does not ask for {}", self.0)))
+    }
+}
+
+pub fn store() -> DynStore {
+    Arc::new(Unwired("Needs::STORE"))
+}
+
+pub fn bundles() -> DynBundles {
+    Arc::new(Unwired("Needs::BUNDLES"))
+}
+
+#[async_trait]
+impl Store for Unwired {
+    async fn save_workspace(&self, _: &Owner, _: WorkspaceDraft) -> StoreResult<Workspace> {
+        self.fail()
+    }
+    async fn get_workspace(&self, _: &Owner, _: &str) -> StoreResult<Option<Workspace>> {
+        self.fail()
+    }
+    async fn list_workspaces(&self, _: &Owner, _: Option<&str>, _: usize) -> StoreResult<Vec<Workspace>> {
+        self.fail()
+    }
+    async fn list_tables(&self, _: &WsKey) -> StoreResult<Vec<TableMeta>> {
+        self.fail()
+    }
+    async fn read_rows(&self, _: &WsKey, _: &str, _: Option<&str>, _: usize) -> StoreResult<Vec<(String, Row)>> {
+        self.fail()
+    }
+    async fn get_rows(&self, _: &WsKey, _: &str, _: &[String]) -> StoreResult<Vec<(String, Row)>> {
+        self.fail()
+    }
+    async fn commit(&self, _: &WsKey, _: Commit) -> StoreResult<()> {
+        self.fail()
+    }
+    async fn delete_workspace(&self, _: &Owner, _: &str) -> StoreResult<Option<u64>> {
+        self.fail()
+    }
+    fn inject_commit_fault(&self, _: Option<usize>) {}
+}
+
+#[async_trait]
+impl Blobs for Unwired {
+    async fn put_blob(&self, _: &str, _: Vec<u8>) -> StoreResult<()> {
+        self.fail()
+    }
+    async fn get_blob(&self, _: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.fail()
+    }
+    async fn delete_blob(&self, _: &str) -> StoreResult<()> {
+        self.fail()
+    }
+}
+
+#[async_trait]
+impl BundleStore for Unwired {
+    async fn create_upload(&self, _: &str) -> StoreResult<Box<dyn Upload>> {
+        self.fail()
+    }
+    async fn get(&self, _: &str, _: u64) -> StoreResult<Option<Vec<u8>>> {
+        self.fail()
+    }
+    async fn open_stream(&self, _: &str) -> StoreResult<Option<(u64, ByteStream)>> {
+        self.fail()
+    }
+    async fn head(&self, _: &str) -> StoreResult<Option<u64>> {
+        self.fail()
+    }
+    async fn download_url(&self, _: &str, _: i64, _: &str) -> StoreResult<String> {
+        self.fail()
+    }
+    async fn upload_url(&self, _: &str, _: i64, _: &str) -> StoreResult<String> {
+        self.fail()
+    }
+    async fn sweep(&self, _: &str, _: Duration) -> StoreResult<usize> {
+        self.fail()
+    }
+    async fn delete(&self, _: &str) -> StoreResult<()> {
+        self.fail()
+    }
+}
