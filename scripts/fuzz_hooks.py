@@ -5,10 +5,10 @@
 - `token_refused`: with $FUZZ_EXPECT_401=1 (the runs with a broken or missing token) every
   answer must be 401 with the error envelope naming the token or the header;
 - the watch router's own 500 (text/plain problem JSON, never an answer of our functions, which
-  always send the JSON envelope) is retried once: cargo lambda 1.9.2 drops now and then the
-  answer of a function whose response is large (a list of a few hundred workspaces), and the
-  function's runtime reconnects. Retries are counted and printed; a function that panics is
-  caught by scripts/fuzz.sh in the watch log whatever the retry did;
+  always send the JSON envelope) is retried up to 3 times: cargo lambda 1.9.2 drops about one
+  in 10-30 answers of a function whose response is large (a list of a few hundred
+  workspaces: 80 KB and up), and the function's runtime reconnects. Retries are counted and
+  printed; a function that panics is caught in the watch log whatever the retry did;
 - bodies that are not UTF-8 go out as application/octet-stream: the local `cargo lambda watch`
   router answers such a body labelled `application/json` with a 500 of its own before any
   function runs (API Gateway is not the router); relabelled, the same bytes reach the function;
@@ -19,6 +19,7 @@
   so later cases keep finding data to load, list and export.
 """
 
+import ast
 import atexit
 import base64
 import copy
@@ -27,34 +28,36 @@ import json
 import os
 import threading
 from collections import defaultdict
+from pathlib import Path
 
 import requests
 import requests.adapters
 import schemathesis
 from hypothesis import strategies as st
-from hypothesis.internal import lambda_sources
 
 STATS_PATH = os.environ.get("FUZZ_STATS")
 EXPECT_401 = os.environ.get("FUZZ_EXPECT_401") == "1"
 SEEDED = set(filter(None, os.environ.get("FUZZ_SEEDED_WORKSPACES", "").split(",")))
 SAMPLE_PATH = os.environ.get("FUZZ_SAMPLE_BUNDLE")
-SAMPLE = json.load(open(SAMPLE_PATH, encoding="utf-8")) if SAMPLE_PATH else None
+SAMPLE = json.loads(Path(SAMPLE_PATH).read_text(encoding="utf-8")) if SAMPLE_PATH else None
 
 _lock = threading.Lock()
 
 # CPython 3.11's ast.parse is not safe to run in several threads at once ("SystemError: AST
-# constructor recursion depth mismatch"), and Hypothesis parses source files to describe the
-# lambdas it filters with, from every Schemathesis worker thread. One at a time, then.
-_ast_lock = threading.Lock()
-_describe_lambda = lambda_sources._lambda_description
+# constructor recursion depth mismatch": the recursion bookkeeping is per interpreter), and
+# Hypothesis parses source (to describe lambdas, read filter bounds, collect constants) from
+# every Schemathesis worker thread. One parse at a time, then.
+_ast_lock = threading.RLock()
+_ast_parse = ast.parse
 
 
-def _one_at_a_time(f):
+def _parse_one_at_a_time(*args, **kwargs):
     with _ast_lock:
-        return _describe_lambda(f)
+        return _ast_parse(*args, **kwargs)
 
 
-lambda_sources._lambda_description = _one_at_a_time
+ast.parse = _parse_one_at_a_time
+
 # operation label -> status code -> count
 _stats = defaultdict(lambda: defaultdict(int))
 _relabelled = [0]
@@ -90,7 +93,9 @@ _send = requests.adapters.HTTPAdapter.send
 
 def _send_retrying_router_500(self, request, *args, **kwargs):
     response = _send(self, request, *args, **kwargs)
-    if _is_router_500(response):
+    for _ in range(3):
+        if not _is_router_500(response):
+            break
         with _lock:
             _router_retries[0] += 1
         response = _send(self, request, *args, **kwargs)
@@ -158,7 +163,8 @@ def token_refused(ctx, response, case):
     # Probes with another method than the operation's never reach a function (404 from the router).
     if not EXPECT_401 or case.method.upper() != case.operation.method.upper():
         return None
-    assert response.status_code == 401, f"expected 401 for a {os.environ.get('FUZZ_AUTH_KIND')} token, got {response.status_code}"
+    kind = os.environ.get("FUZZ_AUTH_KIND")
+    assert response.status_code == 401, f"{kind}: expected 401, got {response.status_code}"
     body = response.json()
     assert body.get("data") is None and body.get("status") == "error", f"not the error envelope: {body}"
     message = str(body.get("message", "")).lower()
