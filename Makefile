@@ -8,18 +8,20 @@ ORG       ?= my-org
 USER_NAME ?= my-user
 PORT      ?= 9000
 # Pinned to the versions the router syntax, lint results and tests were checked with.
-PY_TOOLS  ?= cargo-lambda==1.9.2 'moto[server]==5.2.5' cfn-lint==1.58.0 requests
+PY_TOOLS  ?= cargo-lambda==1.9.2 'moto[server]==5.2.5' cfn-lint==1.58.0 schemathesis==4.32.5 requests
 # The Lambda crates (one per route); mint-token in tools/ is not deployed.
 FUNCTIONS := $(notdir $(wildcard functions/*))
 
-VENV_OK := $(VENV)/.tools-installed
+# Named after the tool list, so a venv made before a tool was added gets it on the next run.
+VENV_OK := $(VENV)/.tools-$(shell printf '%s' "$(PY_TOOLS)" | cksum | cut -d' ' -f1)
 export VENV
 
-.PHONY: help venv run token invoke test bench fmt lint build-arm64 clean-local
+.PHONY: help venv run token invoke test fuzz bench fmt lint build-arm64 clean-local
 
 help:
 	@echo "make run          serve the API on 127.0.0.1:\$$PORT (default 9000) with cargo lambda watch, print a token and a curl line"
-	@echo "make test         fmt + clippy + cfn-lint + cargo tests (DynamoDB/S3 against moto) + end-to-end smoke"
+	@echo "make test         fmt + clippy + cfn-lint + cargo tests (DynamoDB/S3 against moto) + end-to-end smoke + fuzz"
+	@echo "make fuzz         Schemathesis against openapi.yaml on a fresh local stack, fresh seed (FUZZ_SECONDS=600)"
 	@echo "make bench        import/export rows/s and export peak memory on both backends (BENCH_ARGS='--rows 100000')"
 	@echo "make invoke       FN=save-workspace: one fixture event through the Lambda invoke API of a running 'make run'"
 	@echo "make token        mint a dev token: make token ORG=acme USER_NAME=ann [ROLE=admin] [TTL=3600]"
@@ -27,7 +29,7 @@ help:
 	@echo "make build-arm64  release Lambda builds for arm64 (cargo lambda + zig), into target/lambda/"
 	@echo "make clean-local  delete .local/ (the local SQLite store and the dev secret)"
 
-# The Python tools (cargo-lambda, moto, cfn-lint, requests), made once per venv.
+# The Python tools (cargo-lambda, moto, cfn-lint, schemathesis, requests), made once per venv.
 venv: $(VENV_OK)
 $(VENV_OK):
 	@test -x $(VENV)/bin/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -55,6 +57,15 @@ invoke: venv
 
 test: venv
 	@scripts/test.sh
+
+# Longer than the fuzz step of `make test`, with a fresh seed each run (printed, and
+# FUZZ_SEED=<n> repeats one): FUZZ_SECONDS of fuzzing in all, FUZZ_EXAMPLES per operation
+# and round. Reports stay in .local/fuzz/<time>/.
+FUZZ_SECONDS  ?= 600
+FUZZ_EXAMPLES ?= 1000
+fuzz: venv
+	@FUZZ_SEED=$${FUZZ_SEED:-$$(python3 -c 'import secrets; print(secrets.randbelow(2**31))')} \
+	  FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/fuzz.sh
 
 # Not part of CI: a release build and a 100k-row workspace on each backend take minutes.
 bench: venv

@@ -1,4 +1,4 @@
-# Shared helpers for scripts/run.sh and scripts/test.sh (sourced, not run).
+# Shared helpers for scripts/run.sh, scripts/test.sh and scripts/fuzz.sh (sourced, not run).
 # Expects ROOT (repo root) and VENV (absolute path of the Python venv) to be set.
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -83,4 +83,28 @@ stop_tree() {
     kill -KILL -- "-$pid" 2>/dev/null || true
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
+}
+
+# start_watch DIR: `cargo lambda watch` on a free port of 127.0.0.1 with a store, bundle folder
+# and HS256 secret of its own under DIR (nothing of .local/ is read or written), up to 4
+# instances per function, and a small inline limit so that exports of a few rows are staged and
+# their links streamed. Sets WATCH_PID, WATCH_ORIGIN, WATCH_SECRET and WATCH_LOG. Build the
+# workspace first, or the first request of each function waits for a compile.
+start_watch() {
+    local dir=$1 port
+    port=$(free_port)
+    WATCH_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+    WATCH_ORIGIN="http://127.0.0.1:$port"
+    WATCH_LOG="$dir/watch.log"
+    mkdir -p "$dir"
+    WORKSPACES_STORE="sqlite://$dir/e2e.db" WORKSPACES_BUNDLES="file://$dir/bundles" \
+        WORKSPACES_JWT_SECRET="$WATCH_SECRET" WORKSPACES_INLINE_LIMIT_BYTES=20000 RUST_LOG=info \
+        PATH="$VENV/bin:$PATH" setsid cargo lambda watch -A 127.0.0.1 -P "$port" --concurrency 4 \
+        > "$WATCH_LOG" 2>&1 &
+    WATCH_PID=$!
+    if ! wait_http "$WATCH_ORIGIN/" 120 "$WATCH_PID"; then
+        tail -n 40 "$WATCH_LOG" >&2
+        return 1
+    fi
+    echo "cargo lambda watch on $WATCH_ORIGIN (pid $WATCH_PID)"
 }

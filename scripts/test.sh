@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make test`: format, lints, template lint, the Rust tests (DynamoDB/S3 ones against a local
-# moto server), then the end-to-end smoke against `cargo lambda watch`. Every step runs even when
-# an earlier one failed (FAIL_FAST=1 stops at the first failure); the summary says which passed.
-# moto and the watch server are always stopped on the way out.
+# moto server), the end-to-end smoke against `cargo lambda watch`, then Schemathesis fuzzing of
+# the same server against openapi.yaml (scripts/fuzz.sh; seeded, FUZZ_EXAMPLES per operation,
+# at most FUZZ_TIMEOUT seconds). Every step runs even when an earlier one failed (FAIL_FAST=1
+# stops at the first failure); the summary says which passed. moto and the watch server are
+# always stopped on the way out.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
@@ -12,7 +14,7 @@ cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
-for tool in python cfn-lint moto_server cargo-lambda; do
+for tool in python cfn-lint moto_server cargo-lambda schemathesis; do
     [[ -x "$VENV/bin/$tool" ]] || { echo "missing $VENV/bin/$tool: run 'make venv' (make test does it for you)" >&2; exit 2; }
 done
 
@@ -58,7 +60,7 @@ summary() {
     done
     # One closing line for everything: each test (cargo's and the smoke's) and each check step.
     local counts
-    counts=$(cat "$TMP/cargo-test.log" "$TMP/e2e.log" 2>/dev/null | python3 -c '
+    counts=$(cat "$TMP/cargo-test.log" "$TMP/e2e.log" "$TMP/fuzz.log" 2>/dev/null | python3 -c '
 import re, sys
 p = f = i = 0
 for line in sys.stdin:
@@ -97,32 +99,38 @@ cargo_tests() {
     return "${PIPESTATUS[0]}"
 }
 
-e2e() {
-    local port secret token origin rc
+# The watch server e2e and fuzz share (own store, bundles and secret under $TMP/watch).
+ensure_watch() {
+    [[ -n "$WATCH_PID" ]] && return 0
     cargo build --workspace || return 1
-    port=$(free_port)
-    secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-    origin="http://127.0.0.1:$port"
-    # Its own store and secret: nothing of .local/ is read or written.
-    # A small inline limit so that the smoke's export is staged and its link streamed.
-    WORKSPACES_STORE="sqlite://$TMP/e2e.db" WORKSPACES_BUNDLES="file://$TMP/bundles" \
-        WORKSPACES_JWT_SECRET="$secret" WORKSPACES_INLINE_LIMIT_BYTES=20000 RUST_LOG=info \
-        PATH="$VENV/bin:$PATH" setsid cargo lambda watch -A 127.0.0.1 -P "$port" > "$TMP/watch.log" 2>&1 &
-    WATCH_PID=$!
-    if ! wait_http "$origin/" 120 "$WATCH_PID"; then
-        tail -n 40 "$TMP/watch.log" >&2
-        return 1
-    fi
-    echo "cargo lambda watch on $origin (pid $WATCH_PID)"
-    token=$(WORKSPACES_JWT_SECRET="$secret" cargo run -q -p workspaces-tools --bin mint-token -- --org my-org --user my-user) \
+    start_watch "$TMP/watch"
+}
+
+e2e() {
+    local token rc
+    ensure_watch || return 1
+    token=$(WORKSPACES_JWT_SECRET="$WATCH_SECRET" cargo run -q -p workspaces-tools --bin mint-token -- --org my-org --user my-user) \
         || return 1
-    SMOKE_ORIGIN="$origin" SMOKE_TOKEN="$token" SMOKE_ORG=my-org SMOKE_USER=my-user \
+    SMOKE_ORIGIN="$WATCH_ORIGIN" SMOKE_TOKEN="$token" SMOKE_ORG=my-org SMOKE_USER=my-user \
         "$VENV/bin/python" tests/e2e/smoke.py | tee "$TMP/e2e.log"
     rc=${PIPESTATUS[0]}
     if [[ $rc -ne 0 ]]; then
         echo "--- last lines of the watch server's log ---" >&2
-        tail -n 60 "$TMP/watch.log" >&2
+        tail -n 60 "$WATCH_LOG" >&2
     fi
+    return "$rc"
+}
+
+# Schemathesis against the e2e step's server, as another tenant (fuzz-org/fuzz-user). Seeded
+# and bounded by example counts, so a run repeats; FUZZ_TIMEOUT caps it whatever the machine.
+fuzz() {
+    local rc
+    ensure_watch || return 1
+    FUZZ_ORIGIN="$WATCH_ORIGIN" FUZZ_SECRET="$WATCH_SECRET" FUZZ_WATCH_LOG="$WATCH_LOG" \
+        FUZZ_REPORT_DIR="$TMP/fuzz" FUZZ_SEED="${FUZZ_SEED:-20261128}" FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-250}" \
+        FUZZ_SECONDS=0 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-300}" VENV="$VENV" scripts/fuzz.sh | tee "$TMP/fuzz.log"
+    rc=${PIPESTATUS[0]}
+    [[ $rc -ne 0 ]] && echo "fuzz: logs and JUnit reports in $TMP/fuzz (KEEP_TMP=1 keeps them)" >&2
     stop_tree "$WATCH_PID"
     WATCH_PID=""
     return "$rc"
@@ -134,4 +142,5 @@ step cfn-lint "$VENV/bin/cfn-lint" template.yaml
 step moto start_moto
 step cargo-test cargo_tests
 step e2e e2e
+step fuzz fuzz
 summary
