@@ -93,7 +93,8 @@ pub fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
     Some(params)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` escapes decoded; `+` stays a plus (it is a path, not a form).
+pub fn percent_decode(s: &str) -> Option<String> {
     url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes()).next().map(|(_, v)| v.into_owned())
 }
 

@@ -40,10 +40,7 @@ struct ExportRequest {
 
 pub async fn export_tables(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let input: ExportRequest = body::parse_or_default(&call.body)?;
-    let scope = match input.scope {
-        Some(s) => Scope::parse(&s)?,
-        None => super::workspaces::query_scope(call)?,
-    };
+    let scope = super::workspaces::body_or_query_scope(input.scope, call)?;
     let include_secrets = input.include_secrets.unwrap_or(false);
     let workspace_id = call.param("workspace_id")?;
     validate_id("workspace_id", workspace_id)?;

@@ -209,11 +209,7 @@ async fn all_projects(app: &App, ws: &WsKey) -> Result<Vec<Row>, ApiError> {
 /// as the workspaces list is (`limit`, `next_token`, and past the response size limit).
 pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let ws = resolve_workspace(app, principal, call).await?;
-    let scopes = match (call.query("scopes"), call.query("scope")) {
-        (Some(list), _) => Scope::parse_list(list)?,
-        (None, Some(one)) => vec![Scope::parse(one)?],
-        (None, None) => vec![Scope::User],
-    };
+    let scopes = super::workspaces::list_scopes(call)?;
     let limit = paging::limit(call)?;
     let after = call.query("next_token").map(|t| paging::decode_token(t, |k| k.contains('#'))).transpose()?;
     let mut rows: Vec<(String, Row)> = all_projects(app, &ws)

@@ -13,9 +13,25 @@ pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 /// Items fetched from each scope's index per round trip while merging the scopes.
 const LIST_FETCH: usize = 200;
 
-/// `scope` from the query (load, list), defaulting to `user`.
+/// `scope` from the query (load, list), defaulting to `user`. Checked even where something
+/// else wins (a body's `scope`, a list's `scopes`): bad input is a 400 whichever is used.
 pub fn query_scope(call: &Call) -> Result<Scope, ApiError> {
     call.query("scope").map(Scope::parse).transpose().map(|s| s.unwrap_or(Scope::User))
+}
+
+/// The scope a body names, else the query's; the query's is checked either way.
+pub fn body_or_query_scope(body: Option<String>, call: &Call) -> Result<Scope, ApiError> {
+    let from_query = query_scope(call)?;
+    body.map(|s| Scope::parse(&s)).transpose().map(|s| s.unwrap_or(from_query))
+}
+
+/// `scopes=user,organization`, else `scope`, else `user`; both checked when both are given.
+pub fn list_scopes(call: &Call) -> Result<Vec<Scope>, ApiError> {
+    let one = query_scope(call)?;
+    match call.query("scopes") {
+        Some(list) => Scope::parse_list(list),
+        None => Ok(vec![one]),
+    }
 }
 
 pub fn workspace_json(ws: &Workspace) -> Value {
@@ -52,10 +68,7 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     }
     let metadata = input.metadata.unwrap_or_default();
     check_metadata("metadata", &metadata)?;
-    let scope = match input.scope {
-        Some(s) => Scope::parse(&s)?,
-        None => query_scope(call)?,
-    };
+    let scope = body_or_query_scope(input.scope, call)?;
     let id = match input.id {
         Some(id) => {
             validate_id("id", &id)?;
@@ -93,11 +106,7 @@ pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply
 /// Complete by default; paged only when the caller asks (`limit`) or when the answer would
 /// pass the response size limit, and then `next_token` says where to go on.
 pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
-    let scopes = match (call.query("scopes"), call.query("scope")) {
-        (Some(list), _) => Scope::parse_list(list)?,
-        (None, Some(one)) => vec![Scope::parse(one)?],
-        (None, None) => vec![Scope::User],
-    };
+    let scopes = list_scopes(call)?;
     let limit = paging::limit(call)?;
     let after = call.query("next_token").map(|t| paging::decode_token(t, is_list_key)).transpose()?;
 
@@ -189,10 +198,7 @@ pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Re
     let id = call.param("workspace_id")?;
     validate_id("workspace_id", id)?;
     let input: CleanupRequest = body::parse_or_default(&call.body)?;
-    let scope = match input.scope {
-        Some(s) => Scope::parse(&s)?,
-        None => query_scope(call)?,
-    };
+    let scope = body_or_query_scope(input.scope, call)?;
     let owner = principal.owner(scope);
     if app.store.get_workspace(&owner, id).await?.is_none() {
         return Err(ApiError::not_found(format!("Workspace '{id}' not found")));

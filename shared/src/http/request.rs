@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::auth::check_path;
 use crate::error::ApiError;
 use crate::model::{validate_id, Principal};
-use crate::routes::{match_path, Route};
+use crate::routes::{match_path, percent_decode, Route};
 
 /// Everything a public handler needs, checked in the order a caller can fix it: method, path,
 /// body size, token.
@@ -36,8 +36,12 @@ pub(super) fn prepare(
 /// (e.g. `cargo lambda invoke` with a bare event) they are matched from the raw path. The
 /// tenant (`org`, `user`) of a public route must be valid ids.
 pub(super) fn params(route: &Route, parts: &Parts) -> Result<HashMap<String, String>, ApiError> {
+    // API Gateway hands parameters over decoded, the local router as sent (`%40` for `@`):
+    // decode those with an escape. No id holds `%`, so a decoded one can never be misread.
+    let decoded =
+        |v: &str| if v.contains('%') { percent_decode(v).unwrap_or_else(|| v.to_owned()) } else { v.to_owned() };
     let mut params: HashMap<String, String> =
-        parts.path_parameters().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        parts.path_parameters().iter().map(|(k, v)| (k.to_owned(), decoded(v))).collect();
     if !params.contains_key("org") || !params.contains_key("user") {
         let raw = parts.raw_http_path();
         let path = if raw.is_empty() { parts.uri.path() } else { raw };
