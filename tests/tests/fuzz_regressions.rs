@@ -118,3 +118,18 @@ async fn a_list_of_hundreds_of_workspaces_is_answered_whole() {
         }
     }
 }
+
+/// Found as: `POST .../projects/{ws}/cleanup` with `{"project": null}` answered 200 and deleted
+/// every project of the caller (the typed body read `null` as "no project named", which means
+/// all of them). Only an empty body means all; a body must name `project`.
+#[tokio::test]
+async fn a_null_project_never_widens_a_cleanup_to_everything() {
+    let h = harness(Backend::Embedded, "null_project", &[]).await.expect("embedded backend");
+    let c = Client::new(&h.app, ORG, USER);
+    c.post(Endpoint::SaveWorkspace, "/workspaces/save", json!({"id": "ws_keep", "name": "keep"})).await.ok();
+    let p = json!({"project": {"id": "p_keep", "name": "keep me"}});
+    c.post(Endpoint::SaveProject, "/projects/ws_keep/save", p).await.ok();
+    let answer = c.post(Endpoint::CleanupProject, "/projects/ws_keep/cleanup", json!({"project": null})).await;
+    answer.assert_error(400, "project");
+    c.get(Endpoint::LoadProject, "/projects/ws_keep/load?project_id=p_keep").await.ok();
+}

@@ -267,8 +267,15 @@ pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply
 /// all of the caller's own projects in the workspace, with their tables.
 pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let ws = resolve_workspace(app, principal, call).await?;
+    // An empty body means all of the caller's projects; a body must name `project` (an object,
+    // possibly `{}`): a `null` there must never widen a cleanup to everything.
+    let blank = call.body.iter().all(u8::is_ascii_whitespace);
     let request: ProjectRequest = body::parse_or_default(&call.body)?;
-    let input = request.project.unwrap_or_default();
+    let input = match request.project {
+        Some(p) => p,
+        None if blank => ProjectInput::default(),
+        None => return Err(ApiError::bad_request("project: required, an object")),
+    };
     let scope = input.scope.map(|s| Scope::parse(&s)).transpose()?;
     let targets: Vec<Row> = match input.id {
         Some(id) => {
