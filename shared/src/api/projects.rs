@@ -190,20 +190,23 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
 }
 
 /// All project rows of the workspace, in key order.
-async fn all_projects(app: &App, ws: &WsKey) -> Result<Vec<Row>, ApiError> {
+pub async fn all_projects(app: &App, ws: &WsKey) -> Result<Vec<(String, Row)>, ApiError> {
     let table = projects_table(&ws.workspace_id);
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = app.store.read_rows(ws, &table, after.as_deref(), 1000).await?;
-        let full = page.len() == 1000;
+        let page = app.store.read_rows(ws, &table, after.as_deref(), PROJECT_PAGE).await?;
+        let full = page.len() == PROJECT_PAGE;
         after = page.last().map(|(k, _)| k.clone());
-        out.extend(page.into_iter().map(|(_, r)| r));
+        out.extend(page);
         if !full {
             return Ok(out);
         }
     }
 }
+
+/// Project rows read per page (one row per project).
+const PROJECT_PAGE: usize = 1000;
 
 /// `GET /projects/{workspace_id}/list?scopes=user[,organization]`: newest update first; paged
 /// as the workspaces list is (`limit`, `next_token`, and past the response size limit).
@@ -215,6 +218,7 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let mut rows: Vec<(String, Row)> = all_projects(app, &ws)
         .await?
         .into_iter()
+        .map(|(_, r)| r)
         .filter(|r| visible(r, principal, &ws))
         .filter(|r| scopes.iter().any(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str()))
         .map(|r| (list_key(&r), r))
@@ -286,6 +290,7 @@ pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Re
         None => all_projects(app, &ws)
             .await?
             .into_iter()
+            .map(|(_, r)| r)
             .filter(|r| owned(r, principal, &ws))
             .filter(|r| scope.is_none_or(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str()))
             .collect(),

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::projects::{check_not_workspace_id, visible, PROJECT_KEY};
+use super::projects::{all_projects, check_not_workspace_id, visible, PROJECT_KEY};
 use super::workspaces::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
 use super::{body, Reply};
 use crate::api::Call;
@@ -108,24 +108,11 @@ async fn stored_projects(
     target: &WsKey,
     stored: &HashMap<String, TableMeta>,
 ) -> Result<HashMap<String, Row>, ApiError> {
-    let table = projects_table(&target.workspace_id);
-    let mut out = HashMap::new();
-    if !stored.contains_key(&table) {
-        return Ok(out);
+    if !stored.contains_key(&projects_table(&target.workspace_id)) {
+        return Ok(HashMap::new());
     }
-    let mut after: Option<String> = None;
-    loop {
-        let page = app.store.read_rows(target, &table, after.as_deref(), PROJECT_PAGE).await?;
-        let full = page.len() == PROJECT_PAGE;
-        after = page.last().map(|(k, _)| k.clone());
-        out.extend(page);
-        if !full {
-            return Ok(out);
-        }
-    }
+    Ok(all_projects(app, target).await?.into_iter().collect())
 }
-
-const PROJECT_PAGE: usize = 1000;
 
 /// Before any row is read: the rows this import writes, counted as the DynamoDB store pays for
 /// them (it rewrites every table it merges into, so stored rows count too).
@@ -136,11 +123,7 @@ fn check_sync_limit(
     names: &[String],
     stored: &HashMap<String, TableMeta>,
 ) -> Result<(), ApiError> {
-    let mut keys: HashMap<&str, HashSet<String>> = HashMap::new();
-    for (occ, name) in bundle.occurrences.iter().zip(names) {
-        let projects = is_projects_table(occ);
-        keys.entry(name).or_default().extend(occ.rows.iter().map(|(k, _)| plan.mapped_key_raw(projects, k)));
-    }
+    let keys = plan.keys_by_table(bundle, names);
     let cost: u64 =
         keys.iter().map(|(name, set)| set.len() as u64 + stored.get(*name).map_or(0, |t| t.row_count)).sum();
     let max = app.config.sync_import_max_rows;
@@ -346,6 +329,16 @@ impl<'a> Plan<'a> {
         )))
     }
 
+    /// The keys the bundle writes, per target table (project ids renamed).
+    fn keys_by_table<'n>(&self, bundle: &Bundle, names: &'n [String]) -> HashMap<&'n str, HashSet<String>> {
+        let mut keys: HashMap<&str, HashSet<String>> = HashMap::new();
+        for (occ, name) in bundle.occurrences.iter().zip(names) {
+            let projects = is_projects_table(occ);
+            keys.entry(name).or_default().extend(occ.rows.iter().map(|(k, _)| self.mapped_key_raw(projects, k)));
+        }
+        keys
+    }
+
     async fn read_existing(
         &mut self,
         app: &App,
@@ -354,13 +347,8 @@ impl<'a> Plan<'a> {
         names: &[String],
         stored: &HashMap<String, TableMeta>,
     ) -> Result<(), ApiError> {
-        let mut keys: HashMap<&str, HashSet<String>> = HashMap::new();
-        for (occ, name) in bundle.occurrences.iter().zip(names) {
-            if stored.contains_key(name) {
-                let set = keys.entry(name.as_str()).or_default();
-                set.extend(occ.rows.iter().map(|(k, _)| self.mapped_key_raw(is_projects_table(occ), k)));
-            }
-        }
+        let mut keys = self.keys_by_table(bundle, names);
+        keys.retain(|name, _| stored.contains_key(*name));
         for (name, set) in keys {
             let list: Vec<String> = set.into_iter().collect();
             let rows = app.store.get_rows(target, name, &list).await?;
