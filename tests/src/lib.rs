@@ -10,6 +10,8 @@ use serde_json::Value;
 use shared::routes::Endpoint;
 use shared::App;
 
+pub mod counting_proxy;
+
 pub const SECRET: &str = "blackbox-test-secret";
 /// `make test` sets it: then a missing local AWS endpoint fails the suites instead of skipping.
 pub const REQUIRE_VAR: &str = "WORKSPACES_TEST_REQUIRE_AWS";
@@ -80,6 +82,27 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
     let config = shared::config::Config::from_map(&env).expect("test config");
     let app = App::from_config(config).await.expect("test app");
     Some(Harness { app, _dir: dir })
+}
+
+/// Like `harness(Backend::Aws, ..)`, but the app's DynamoDB client talks to `dynamodb_endpoint`
+/// (say a `counting_proxy::CountingProxy`) instead of `AWS_ENDPOINT_URL_DYNAMODB`; the test
+/// table is still created directly there. S3 is unchanged.
+pub async fn harness_with_dynamodb_endpoint(
+    case: &str,
+    extra_env: &[(&str, &str)],
+    dynamodb_endpoint: &str,
+) -> Option<Harness> {
+    let mut h = harness(Backend::Aws, case, extra_env).await?;
+    let shared::config::StoreUrl::DynamoDb { table } = &h.app.config.store else {
+        panic!("an Aws harness stores in DynamoDB");
+    };
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    // Set on the service config, which wins over the environment's endpoint for DynamoDB.
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb_endpoint).build();
+    let blobs: std::sync::Arc<dyn shared::store::Blobs> = h.app.bundles.clone();
+    let store = shared::store::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), table.as_str());
+    h.app.store = std::sync::Arc::new(store.with_blobs(blobs));
+    Some(h)
 }
 
 pub fn token(org: &str, user: &str, role: &str) -> String {
