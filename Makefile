@@ -16,7 +16,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 VENV_OK := $(VENV)/.tools-$(shell printf '%s' "$(PY_TOOLS)" | cksum | cut -d' ' -f1)
 export VENV
 
-.PHONY: help venv run token invoke test fuzz bench fmt lint build-arm64 clean-local
+.PHONY: help venv run token invoke test fuzz bench openapi fmt lint build-arm64 clean-local
 
 help:
 	@echo "make run          serve the API on 127.0.0.1:\$$PORT (default 9000) with cargo lambda watch, print a token and a curl line"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench        import/export rows/s and export peak memory on both backends (BENCH_ARGS='--rows 100000')"
 	@echo "make invoke       FN=save-workspace: one fixture event through the Lambda invoke API of a running 'make run'"
 	@echo "make token        mint a dev token: make token ORG=acme USER_NAME=ann [ROLE=admin] [TTL=3600]"
+	@echo "make openapi      print the request-body schemas the handlers' types define (openapi.yaml must agree)"
 	@echo "make fmt | lint   format the code | fmt check + clippy + cfn-lint"
 	@echo "make build-arm64  release Lambda builds for arm64 (cargo lambda + zig), into target/lambda/"
 	@echo "make clean-local  delete .local/ (the local SQLite store and the dev secret)"
@@ -70,6 +71,11 @@ fuzz: venv
 # Not part of CI: a release build and a 100k-row workspace on each backend take minutes.
 bench: venv
 	@scripts/bench.sh $(BENCH_ARGS)
+
+# The request bodies as the body types define them; tests/tests/openapi_generated.rs holds
+# openapi.yaml's requestBody schemas to the same properties, types, nullability and required.
+openapi:
+	@cargo run -q -p workspaces-tools --features openapi --bin gen-openapi
 
 fmt:
 	cargo fmt --all

@@ -18,6 +18,8 @@ pub mod http;
 pub mod iam;
 pub mod model;
 pub mod naming;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod routes;
 pub mod secrets;
 pub mod store;

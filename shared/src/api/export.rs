@@ -33,7 +33,8 @@ const ENVELOPE_BYTES: usize = 1024;
 
 /// The body of an export; it may be empty.
 #[derive(Debug, Default, Deserialize)]
-struct ExportRequest {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct ExportRequest {
     scope: Option<String>,
     include_secrets: Option<bool>,
 }

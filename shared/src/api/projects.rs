@@ -96,16 +96,20 @@ async fn get_project(app: &App, ws: &WsKey, id: &str) -> Result<Option<Row>, Api
 
 /// The body of project save and cleanup: `{"project": {...}}`.
 #[derive(Debug, Default, Deserialize)]
-struct ProjectRequest {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct ProjectRequest {
+    #[cfg_attr(feature = "openapi", schema(inline))]
     project: Option<ProjectInput>,
 }
 
 /// Unknown fields (a loaded project's read-only ones) are ignored, so what load answers saves.
 #[derive(Debug, Default, Deserialize)]
-struct ProjectInput {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct ProjectInput {
     id: Option<String>,
     name: Option<String>,
     description: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     metadata: Option<Map<String, Value>>,
     scope: Option<String>,
 }

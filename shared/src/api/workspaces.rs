@@ -50,10 +50,12 @@ pub fn workspace_json(ws: &Workspace) -> Value {
 
 /// The body of `POST /workspaces/save`.
 #[derive(Debug, Deserialize)]
-struct SaveRequest {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct SaveRequest {
     id: Option<String>,
     name: Option<String>,
     description: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     metadata: Option<Map<String, Value>>,
     scope: Option<String>,
 }
@@ -188,7 +190,8 @@ fn is_list_key(key: &str) -> bool {
 
 /// The body of `POST /workspaces/{workspace_id}/cleanup`; it may be empty.
 #[derive(Debug, Default, Deserialize)]
-struct CleanupRequest {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct CleanupRequest {
     scope: Option<String>,
 }
 

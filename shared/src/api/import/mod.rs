@@ -44,7 +44,9 @@ struct Request {
 
 /// The body as sent; [`read_request`] checks it into a [`Request`].
 #[derive(Debug, Deserialize)]
-struct ImportBody {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct ImportBody {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     export_data: Option<Map<String, Value>>,
     workspace_id: Option<String>,
     scope: Option<String>,
