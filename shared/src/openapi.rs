@@ -40,9 +40,10 @@ fn body_of(endpoint: Endpoint) -> Option<(bool, Value)> {
         Endpoint::ExportTables => (false, schema::<export::ExportRequest>()),
         Endpoint::ImportTables => (true, demand(schema::<import::ImportBody>(), &["export_data", "workspace_id"])),
         Endpoint::SaveProject => (true, demand(schema::<projects::ProjectRequest>(), &["project", "project.name"])),
-        // `{}` or no body means every own project. Reads `project.id` and `project.scope`; the
-        // other fields are still parsed (a wrongly typed one is a 400), so they stay documented.
-        Endpoint::CleanupProject => (false, schema::<projects::ProjectRequest>()),
+        // No body means every own project; a body must name `project` (`{}` inside it: every own
+        // project; `null` is a 400, never "everything"). Reads `project.id` and `project.scope`;
+        // the other fields are still parsed (a wrongly typed one is a 400), so they stay documented.
+        Endpoint::CleanupProject => (false, demand(schema::<projects::ProjectRequest>(), &["project"])),
         // Takes no body (one sent is ignored).
         Endpoint::CreateBundleUpload => return None,
         // Raw bundle bytes, not JSON; a local-only route outside the document.
