@@ -7,6 +7,8 @@ PYTHON    ?= python3
 ORG       ?= my-org
 USER_NAME ?= my-user
 PORT      ?= 9000
+# make run STORE=dynamodb: the AWS code path (DynamoDB + S3) on a local compatible server.
+STORE     ?= sqlite
 # Pinned to the versions the router syntax, lint results and tests were checked with.
 PY_TOOLS  ?= cargo-lambda==1.9.2 'moto[server]==5.2.5' cfn-lint==1.58.0 schemathesis==4.32.5 requests
 # The Lambda crates (one per route); mint-token in tools/ is not deployed.
@@ -20,6 +22,7 @@ export VENV
 
 help:
 	@echo "make run          serve the API on 127.0.0.1:\$$PORT (default 9000) with cargo lambda watch, print a token and a curl line"
+	@echo "                  STORE=dynamodb: on DynamoDB + S3 (a local moto unless AWS_ENDPOINT_URL_DYNAMODB/_S3 are set)"
 	@echo "make test         fmt + clippy + cfn-lint + cargo tests (DynamoDB/S3 against moto) + end-to-end smoke + fuzz"
 	@echo "make fuzz         Schemathesis against openapi.yaml on a fresh local stack, fresh seed (FUZZ_SECONDS=600)"
 	@echo "make bench        import/export rows/s and export peak memory on both backends (BENCH_ARGS='--rows 100000')"
@@ -38,7 +41,7 @@ $(VENV_OK):
 	@touch $@
 
 run: venv
-	@ORG=$(ORG) USER_NAME=$(USER_NAME) PORT=$(PORT) scripts/run.sh
+	@ORG=$(ORG) USER_NAME=$(USER_NAME) PORT=$(PORT) STORE=$(STORE) scripts/run.sh
 
 # Signed with $WORKSPACES_JWT_SECRET, else the secret `make run` uses (.local/dev-secret).
 token:

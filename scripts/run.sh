@@ -2,8 +2,12 @@
 # `make run`: serve the API locally with `cargo lambda watch` (rebuilds on code changes).
 #   ORG / USER_NAME  whose token to print (default my-org / my-user, the contract's example)
 #   PORT             where to listen (default 9000)
-#   WORKSPACES_STORE default sqlite://<repo>/.local/workspaces.db
-#   WORKSPACES_BUNDLES default file://<repo>/.local/bundles
+#   STORE            sqlite (default: SQLite file + bundle folder in .local/) or dynamodb (the AWS
+#                    code path: DynamoDB + S3 on a local compatible server, started here unless
+#                    AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_S3 are set; table and bucket
+#                    created if missing; moto keeps its data in memory, so it is gone on Ctrl-C)
+#   WORKSPACES_STORE default sqlite://<repo>/.local/workspaces.db (dynamodb://workspaces-local)
+#   WORKSPACES_BUNDLES default file://<repo>/.local/bundles (s3://workspaces-local-bundles)
 #   WORKSPACES_JWT_SECRET default: kept in .local/dev-secret
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,6 +16,7 @@ VENV=${VENV:-$ROOT/.venv}
 ORG=${ORG:-my-org}
 USER_NAME=${USER_NAME:-my-user}
 PORT=${PORT:-9000}
+STORE=${STORE:-sqlite}
 cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
@@ -21,13 +26,40 @@ source "$ROOT/scripts/lib.sh"
 WORKSPACES_JWT_SECRET=$(dev_secret)
 export WORKSPACES_JWT_SECRET
 mkdir -p "$ROOT/.local"
-# Absolute: the function processes need not run in the repo folder.
-export WORKSPACES_STORE=${WORKSPACES_STORE:-sqlite://$ROOT/.local/workspaces.db}
-export WORKSPACES_BUNDLES=${WORKSPACES_BUNDLES:-file://$ROOT/.local/bundles}
+MOTO_PID=""
+trap 'stop_tree "$MOTO_PID"' EXIT
+case "$STORE" in
+    sqlite)
+        # Absolute: the function processes need not run in the repo folder.
+        export WORKSPACES_STORE=${WORKSPACES_STORE:-sqlite://$ROOT/.local/workspaces.db}
+        export WORKSPACES_BUNDLES=${WORKSPACES_BUNDLES:-file://$ROOT/.local/bundles}
+        ;;
+    dynamodb)
+        if [[ -z "${AWS_ENDPOINT_URL_DYNAMODB:-}" || -z "${AWS_ENDPOINT_URL_S3:-}" ]]; then
+            moto_port=$(free_port)
+            log "starting moto (DynamoDB + S3) on 127.0.0.1:$moto_port"
+            setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$ROOT/.local/moto.log" 2>&1 &
+            MOTO_PID=$!
+            wait_http "http://127.0.0.1:$moto_port/moto-api/" 60 "$MOTO_PID" || { tail -n 20 "$ROOT/.local/moto.log" >&2; exit 1; }
+            export AWS_ENDPOINT_URL_DYNAMODB=${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:$moto_port}
+            export AWS_ENDPOINT_URL_S3=${AWS_ENDPOINT_URL_S3:-http://127.0.0.1:$moto_port}
+        fi
+        # A local server takes any credentials; the SDK only needs some.
+        export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
+        export AWS_REGION=${AWS_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
+        export WORKSPACES_STORE=${WORKSPACES_STORE:-dynamodb://workspaces-local}
+        export WORKSPACES_BUNDLES=${WORKSPACES_BUNDLES:-s3://workspaces-local-bundles}
+        ;;
+    *) echo "STORE must be sqlite or dynamodb (got '$STORE')" >&2; exit 2 ;;
+esac
 export RUST_LOG=${RUST_LOG:-info}
 
 log "building the workspace (so the first request does not wait for a compile)"
 cargo build --workspace
+if [[ "$STORE" = dynamodb ]]; then
+    log "creating the table and bucket if missing ($WORKSPACES_STORE, $WORKSPACES_BUNDLES)"
+    cargo run -q -p workspaces-tools --bin provision-local
+fi
 
 TOKEN=$(cargo run -q -p workspaces-tools --bin mint-token -- --org "$ORG" --user "$USER_NAME" --ttl 86400)
 BASE="http://127.0.0.1:$PORT/jarvispy/$ORG/$USER_NAME/api/v1"
@@ -49,4 +81,5 @@ curl -s "$BASE/workspaces/list?scope=user" -H "Authorization: Bearer $TOKEN"
 MSG
 
 export PATH="$VENV/bin:$PATH"
-exec cargo lambda watch -A 127.0.0.1 -P "$PORT"
+# Not exec: on Ctrl-C the trap stops the moto this script started.
+cargo lambda watch -A 127.0.0.1 -P "$PORT"

@@ -110,6 +110,24 @@ impl App {
     }
 }
 
+/// Creates the DynamoDB table and the S3 bucket a config names when they are missing: for local
+/// stacks on a compatible server (`make run STORE=dynamodb`, `make bench`). In AWS the SAM
+/// template creates them, and no function calls this.
+pub async fn provision_local(config: &Config) -> Result<(), InitError> {
+    if let StoreUrl::DynamoDb { table } = &config.store {
+        DynamoStore::from_env(table)
+            .await
+            .create_table_if_missing()
+            .await
+            .map_err(|e| format!("table {table}: {e}"))?;
+    }
+    if let BundlesUrl::S3 { bucket, prefix } = &config.bundles {
+        let s3 = s3::S3Bundles::from_env(bucket, prefix).await;
+        s3.create_bucket_if_missing().await.map_err(|e| format!("bucket {bucket}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn open_bundles(
     url: &BundlesUrl,
     signer: LinkSigner,

@@ -175,14 +175,7 @@ async fn child(args: &[String]) -> Result<(), String> {
     let phase = args.first().cloned().unwrap_or_default();
     let rows: usize = flag(args, "--rows").and_then(|v| v.parse().ok()).ok_or("--rows")?;
     let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
-    if let shared::config::StoreUrl::DynamoDb { table } = &config.store {
-        let store = shared::store::dynamodb::DynamoStore::from_env(table).await;
-        store.create_table_if_missing().await.map_err(|e| e.to_string())?;
-    }
-    if let shared::config::BundlesUrl::S3 { bucket, prefix } = &config.bundles {
-        let s3 = shared::bundles::s3::S3Bundles::from_env(bucket, prefix).await;
-        s3.create_bucket_if_missing().await.map_err(|e| e.to_string())?;
-    }
+    shared::app::provision_local(&config).await.map_err(|e| e.to_string())?;
     let app = App::from_config(config).await.map_err(|e| e.to_string())?;
     let token = shared::auth::mint_hs256(SECRET, ORG, USER, "user", 3600)?;
     let principal = shared::auth::Verifier::from_config(&app.config.jwt)
