@@ -20,8 +20,9 @@ impl Scope {
             Scope::Organization => "organization",
         }
     }
+    /// Exactly `user` or `organization`, as the API document says (no blanks around it).
     pub fn parse(raw: &str) -> Result<Scope, ApiError> {
-        match raw.trim() {
+        match raw {
             "user" => Ok(Scope::User),
             "organization" => Ok(Scope::Organization),
             other => {
@@ -32,7 +33,7 @@ impl Scope {
     /// `scopes=user,organization` (or one `scope`); duplicates collapse, order is kept.
     pub fn parse_list(raw: &str) -> Result<Vec<Scope>, ApiError> {
         let mut out = Vec::new();
-        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in raw.split(',') {
             let scope = Scope::parse(part)?;
             if !out.contains(&scope) {
                 out.push(scope);

@@ -133,3 +133,19 @@ async fn a_null_project_never_widens_a_cleanup_to_everything() {
     answer.assert_error(400, "project");
     c.get(Endpoint::LoadProject, "/projects/ws_keep/load?project_id=p_keep").await.ok();
 }
+
+/// Found as: `POST .../projects/{ws}/save?workspace_scope=+` answered 200: the `+` is a space,
+/// which was trimmed to nothing and taken as "no scope given". Only an empty value is absent;
+/// a blank one is checked, and no scope is blank.
+#[tokio::test]
+async fn a_blank_scope_is_a_400_not_an_absent_one() {
+    let h = harness(Backend::Embedded, "blank_scope", &[]).await.expect("embedded backend");
+    let c = Client::new(&h.app, ORG, USER);
+    c.post(Endpoint::SaveWorkspace, "/workspaces/save", json!({"id": "ws_b", "name": "b"})).await.ok();
+    let p = json!({"project": {"name": "p"}});
+    c.post(Endpoint::SaveProject, "/projects/ws_b/save?workspace_scope=+", p.clone()).await.assert_error(400, "scope");
+    c.get(Endpoint::ListWorkspaces, "/workspaces/list?scope=%20user").await.assert_error(400, "scope");
+    c.get(Endpoint::ListWorkspaces, "/workspaces/list?scopes=user,").await.assert_error(400, "scope");
+    // Empty is absent, as the document says (`allowEmptyValue`).
+    c.post(Endpoint::SaveProject, "/projects/ws_b/save?workspace_scope=", p).await.ok();
+}

@@ -36,7 +36,9 @@ impl Call {
             .ok_or_else(|| ApiError::bad_request(format!("{name}: missing from the path")))
     }
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.get(name).map(String::as_str).map(str::trim).filter(|v| !v.is_empty())
+        // Empty counts as absent (`?scope=`); anything else is checked as sent, blanks included:
+        // `?scope=+` is a space, which is no scope (found by the fuzzer).
+        self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 }
 
