@@ -13,12 +13,13 @@
 //! 4. One `Store::commit`: every row and table appears together, or none does. Its id is
 //!    derived from the request, so sending the same import again converges on the same state.
 
+mod counts;
 mod parse;
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::projects::{all_projects, check_not_workspace_id, visible, PROJECT_KEY};
@@ -31,6 +32,7 @@ use crate::model::{check_metadata, now_timestamp, validate_id, Principal, Scope,
 use crate::naming::projects_table;
 use crate::secrets;
 use crate::tables::{catalog_bytes, Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
+use counts::{Counts, Tally};
 pub use parse::{parse as parse_bundle, Bundle, Group, Occurrence};
 
 pub use super::bundles::MAX_BUNDLE_BYTES;
@@ -488,115 +490,5 @@ fn merge_columns(into: &mut Vec<Column>, from: &[Column]) {
             Some(existing) => *existing = col.clone(),
             None => into.push(col.clone()),
         }
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    created: bool,
-    rows_inserted: u64,
-    rows_updated: u64,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Summary {
-    tables_created: u64,
-    tables_merged: u64,
-    rows_inserted: u64,
-    rows_updated: u64,
-}
-
-impl Summary {
-    fn add(&mut self, t: Tally) {
-        if t.created {
-            self.tables_created += 1;
-        } else {
-            self.tables_merged += 1;
-        }
-        self.rows_inserted += t.rows_inserted;
-        self.rows_updated += t.rows_updated;
-    }
-    fn json(&self) -> Value {
-        json!({
-            "tables_created": self.tables_created,
-            "tables_merged": self.tables_merged,
-            "tables_failed": 0,
-            "rows_inserted": self.rows_inserted,
-            "rows_updated": self.rows_updated,
-        })
-    }
-}
-
-#[derive(Default)]
-struct Counts {
-    /// Top-level tables in bundle order: (bundle name, target name, tally).
-    top: Vec<(String, String, Tally)>,
-    projects: HashMap<String, Summary>,
-    total: Summary,
-}
-
-impl Counts {
-    fn add(&mut self, group: &Group, source: &str, target: &str, tally: Tally) {
-        self.total.add(tally);
-        match group {
-            Group::TopLevel => self.top.push((source.to_owned(), target.to_owned(), tally)),
-            Group::Project(pid) => self.projects.entry(pid.clone()).or_default().add(tally),
-        }
-    }
-
-    fn into_reply(
-        self,
-        scope: Scope,
-        project_map: &HashMap<String, String>,
-        project_ids: &[String],
-        now: &str,
-        workspace_id: &str,
-    ) -> Reply {
-        let mut tables = Map::new();
-        for (source, target, t) in &self.top {
-            tables.insert(
-                source.clone(),
-                json!({
-                    "status": if t.created { "created" } else { "merged" },
-                    "target_table_name": target,
-                    "rows_inserted": t.rows_inserted,
-                    "rows_updated": t.rows_updated,
-                }),
-            );
-        }
-        let mut projects = Map::new();
-        for pid in project_ids {
-            let summary = self.projects.get(pid).copied().unwrap_or_default();
-            projects.insert(
-                pid.clone(),
-                json!({
-                    "status": "success",
-                    "new_project_id": project_map.get(pid).unwrap_or(pid),
-                    "summary": summary.json(),
-                }),
-            );
-        }
-        let mut summary = self.total.json();
-        if let Value::Object(m) = &mut summary {
-            m.insert("projects_imported".into(), json!(project_ids.len()));
-            m.insert("projects_failed".into(), json!(0));
-        }
-        let message = format!(
-            "Workspace tables imported successfully. Imported {} projects (0 failed), created {} tables, inserted {} rows.",
-            project_ids.len(),
-            self.total.tables_created,
-            self.total.rows_inserted
-        );
-        Reply::ok(
-            json!({
-                "target_scope": scope,
-                "injection_timestamp": now,
-                "tables_processed": tables,
-                "projects_imported": projects,
-                "summary": summary,
-                "workspace_id": workspace_id,
-            }),
-            message,
-        )
     }
 }
