@@ -233,3 +233,21 @@ pub fn sample_import_answer() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/prometheux-import-response-sample.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("sample answer")).expect("sample JSON")
 }
+
+/// A platform-shaped `projects_<ws>` table for hand-built bundles: one row per
+/// `(project id, author, scope)`.
+pub fn projects_table(rows: &[(&str, &str, &str)]) -> Value {
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|(id, author, scope)| serde_json::json!({"project_id": id, "name": format!("project {id}"), "author": author, "scope": scope}))
+        .collect();
+    serde_json::json!({
+        "schema": [
+            {"name": "project_id", "type": "text", "nullable": "NO", "default": null},
+            {"name": "name", "type": "text", "nullable": "YES", "default": null},
+            {"name": "author", "type": "text", "nullable": "YES", "default": null},
+            {"name": "scope", "type": "text", "nullable": "YES", "default": null},
+        ],
+        "data": data,
+    })
+}

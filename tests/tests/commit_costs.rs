@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use blackbox_tests::counting_proxy::{CountingProxy, Counts, OpCounts};
-use blackbox_tests::{aws_endpoint, harness_with_dynamodb_endpoint, Client};
+use blackbox_tests::{aws_endpoint, harness_with_dynamodb_endpoint, projects_table, Client};
 use serde_json::{json, Value};
 use shared::routes::Endpoint;
 
@@ -56,21 +56,6 @@ impl Run {
             (IMPORT_FRESH, &self.import_fresh),
         ]
     }
-}
-
-fn projects_table(ids: impl Iterator<Item = String>) -> Value {
-    let data: Vec<Value> = ids
-        .map(|id| json!({"project_id": id, "name": format!("project {id}"), "author": "ann", "scope": "user"}))
-        .collect();
-    json!({
-        "schema": [
-            {"name": "project_id", "type": "text", "nullable": "NO", "default": null},
-            {"name": "name", "type": "text", "nullable": "YES", "default": null},
-            {"name": "author", "type": "text", "nullable": "YES", "default": null},
-            {"name": "scope", "type": "text", "nullable": "YES", "default": null},
-        ],
-        "data": data,
-    })
 }
 
 fn data_table(rows: usize) -> Value {
@@ -121,9 +106,10 @@ async fn run(rows: usize) -> Option<Run> {
     // A fresh token per step: a large run outlasts one (the kit's tokens live 10 minutes).
     let c = || Client::new(&h.app, "acme", "ann");
     let projects = format!("projects_{WS}");
-    let ids = (0..rows).map(|i| format!("p{i:06}"));
+    let ids: Vec<String> = (0..rows).map(|i| format!("p{i:06}")).collect();
+    let seed_rows: Vec<(&str, &str, &str)> = ids.iter().map(|id| (id.as_str(), "ann", "user")).collect();
 
-    let seed_bundle = bundle(vec![(projects.clone(), projects_table(ids))]);
+    let seed_bundle = bundle(vec![(projects.clone(), projects_table(&seed_rows))]);
     let seed = measure(&proxy, rows, SEED, async {
         assert_eq!(import(&c(), seed_bundle).await["summary"]["rows_inserted"], rows);
     })
@@ -133,7 +119,7 @@ async fn run(rows: usize) -> Option<Run> {
         c().post(Endpoint::SaveProject, &format!("/projects/{WS}/save"), p).await.ok();
     })
     .await;
-    let one_row = bundle(vec![(projects.clone(), projects_table(["p-imported".to_owned()].into_iter()))]);
+    let one_row = bundle(vec![(projects.clone(), projects_table(&[("p-imported", "ann", "user")]))]);
     let import_one = measure(&proxy, rows, IMPORT_ONE, async {
         assert_eq!(import(&c(), one_row).await["summary"]["rows_inserted"], 1);
     })

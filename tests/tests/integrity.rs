@@ -1,7 +1,7 @@
 //! Tenancy and integrity, tried as two members of one organization and as a hostile caller, on
 //! every path that touches the data (export, import, cleanup), on both backends.
 
-use blackbox_tests::{harness, Answer, Backend, Client, Harness};
+use blackbox_tests::{harness, projects_table, Answer, Backend, Client, Harness};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use shared::routes::Endpoint;
@@ -44,22 +44,6 @@ fn schema(key: &str) -> Value {
 fn table(key: &str, keys: &[&str]) -> Value {
     let rows: Vec<Value> = keys.iter().map(|k| json!({key: k, "v": format!("value of {k}")})).collect();
     json!({"schema": schema(key), "data": rows})
-}
-
-fn projects_table(rows: &[(&str, &str, &str)]) -> Value {
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|(id, author, scope)| json!({"project_id": id, "name": format!("project {id}"), "author": author, "scope": scope}))
-        .collect();
-    json!({
-        "schema": [
-            {"name": "project_id", "type": "text", "nullable": "NO", "default": null},
-            {"name": "name", "type": "text", "nullable": "YES", "default": null},
-            {"name": "author", "type": "text", "nullable": "YES", "default": null},
-            {"name": "scope", "type": "text", "nullable": "YES", "default": null},
-        ],
-        "data": data,
-    })
 }
 
 /// A bundle of workspace `ws`: `projects` maps a project id to its own tables (by name).

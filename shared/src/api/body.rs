@@ -135,6 +135,14 @@ fn without_position(e: &serde_json::Error) -> String {
     text.strip_suffix(&suffix).map(str::to_owned).unwrap_or(text)
 }
 
+/// An optional text field of at most `max_chars` characters.
+pub fn optional_text(field: &str, value: Option<String>, max_chars: usize) -> Result<Option<String>, ApiError> {
+    if value.as_ref().is_some_and(|v| v.chars().count() > max_chars) {
+        return Err(ApiError::bad_request(format!("{field}: longer than {max_chars} characters")));
+    }
+    Ok(value)
+}
+
 /// A required text field: trimmed, non-empty, at most `max_chars` characters.
 pub fn required_text(field: &str, value: Option<String>, max_chars: usize) -> Result<String, ApiError> {
     let value = value.map(|s| s.trim().to_owned()).unwrap_or_default();

@@ -120,13 +120,8 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let request: ProjectRequest = body::parse(&call.body)?;
     let input = request.project.ok_or_else(|| ApiError::bad_request("project: required, an object"))?;
     let name = body::required_text("project.name", input.name, super::workspaces::MAX_NAME_CHARS)?;
-    let description = input.description;
-    if description.as_ref().is_some_and(|d| d.chars().count() > super::workspaces::MAX_DESCRIPTION_CHARS) {
-        return Err(ApiError::bad_request(format!(
-            "project.description: longer than {} characters",
-            super::workspaces::MAX_DESCRIPTION_CHARS
-        )));
-    }
+    let description =
+        body::optional_text("project.description", input.description, super::workspaces::MAX_DESCRIPTION_CHARS)?;
     let metadata = input.metadata.unwrap_or_default();
     check_metadata("project.metadata", &metadata)?;
     let scope = match input.scope {

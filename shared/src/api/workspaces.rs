@@ -65,9 +65,7 @@ pub(crate) struct SaveRequest {
 pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let input: SaveRequest = body::parse(&call.body)?;
     let name = body::required_text("name", input.name, MAX_NAME_CHARS)?;
-    if input.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
-        return Err(ApiError::bad_request(format!("description: longer than {MAX_DESCRIPTION_CHARS} characters")));
-    }
+    let description = body::optional_text("description", input.description, MAX_DESCRIPTION_CHARS)?;
     let metadata = input.metadata.unwrap_or_default();
     check_metadata("metadata", &metadata)?;
     let scope = body_or_query_scope(input.scope, call)?;
@@ -81,7 +79,7 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let draft = WorkspaceDraft {
         id,
         name,
-        description: input.description,
+        description,
         metadata,
         scope,
         writer: principal.username.clone(),
