@@ -57,8 +57,36 @@ where
     }
 }
 
+/// A workspace's tables as of one revision. Every read through it sees that revision and
+/// nothing later, however many pages it takes, for as long as it is held (up to
+/// [`SNAPSHOT_GRACE_SECS`] on DynamoDB, where compaction waits that long before it reclaims what
+/// an older revision still needs).
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Snapshot: Send + Sync {
+    /// The revision this snapshot reads: 0 for a workspace no commit has touched yet. It is what
+    /// [`Tables::commit`] takes as its base.
+    fn revision(&self) -> u64;
+
+    /// Every table at this revision, by name (byte order).
+    fn tables(&self) -> &[TableMeta];
+
+    fn table(&self, name: &str) -> Option<&TableMeta> {
+        self.tables().iter().find(|t| t.name == name)
+    }
+
+    /// Up to `limit` rows of `table` in key order (byte order of the key text), strictly after
+    /// the key `after`; fewer than `limit` only at the end of the table, so callers page until
+    /// a short page. Memory stays bounded however large the table is. Empty for a table this
+    /// revision does not have.
+    async fn read_rows(&self, table: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Row)>>;
+
+    /// The rows among `keys` (any number; absent keys are simply not in the answer).
+    async fn get_rows(&self, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>>;
+}
+
+/// The workspace records: one small item each, saved and listed on their own.
+#[async_trait]
+pub trait Workspaces: Send + Sync {
     /// Creates the workspace `draft.id` under `owner`, or updates it in place when it exists
     /// there (keeping `created_at` and `author`). Returns the stored workspace.
     async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace>;
@@ -70,35 +98,49 @@ pub trait Store: Send + Sync {
     /// [`Workspace::list_key`] descending), starting strictly after the list key `after`.
     async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>>;
 
-    /// Every table of the workspace, by name. Empty for a workspace without tables (or absent).
-    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>>;
-
-    /// Up to `limit` rows of `table` in key order (byte order of the key text), strictly after
-    /// the key `after`; fewer than `limit` only at the end of the table, so callers page until
-    /// a short page. Memory stays bounded however large the table is.
-    async fn read_rows(
-        &self,
-        ws: &WsKey,
-        table: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, Row)>>;
-
-    /// The stored rows among `keys` (any number; absent keys are simply not in the answer).
-    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>>;
-
-    /// Applies the commit all or nothing (see [`Commit`]). A concurrent commit to the same
-    /// workspace makes one of them fail with `Conflict` rather than lose the other's writes.
-    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()>;
-
     /// Deletes the workspace with all its tables; `None` when it does not exist. Returns the
-    /// number of rows that went.
+    /// number of rows that went. A commit racing it either lands before (and is deleted with the
+    /// workspace) or fails with `Conflict`; it never brings tables back.
     async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>>;
+}
 
-    /// Test support, a stand-in for a crash: while set, every commit fails (with
-    /// `Unavailable`) after writing up to this many rows and before anything becomes visible.
+/// A workspace's tables: read at a pinned revision, changed by all-or-nothing commits.
+#[async_trait]
+pub trait Tables: Send + Sync {
+    /// Pins the workspace's current revision.
+    async fn snapshot(&self, ws: &WsKey) -> StoreResult<Box<dyn Snapshot>>;
+
+    /// Applies `commit` all or nothing on top of revision `base` (the revision of the snapshot
+    /// the caller read before deciding what to write) and returns the new revision. When the
+    /// workspace has moved past `base` (another commit, or a delete), nothing is written and the
+    /// answer is `Conflict`: the caller reads again and decides again, so no update is lost.
+    async fn commit(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64>;
+}
+
+/// Test support, only with the `faults` feature (never in a deployed binary): a stand-in for a
+/// crash.
+#[cfg(feature = "faults")]
+pub trait Faults {
+    /// While set, every commit fails (with `Unavailable`) after writing up to this many rows and
+    /// before anything becomes visible.
     fn inject_commit_fault(&self, after_rows: Option<usize>);
 }
+
+/// Both aggregates, as one adapter provides them; handlers take the half they use.
+#[cfg(not(feature = "faults"))]
+pub trait Store: Workspaces + Tables {}
+#[cfg(not(feature = "faults"))]
+impl<T: Workspaces + Tables> Store for T {}
+
+#[cfg(feature = "faults")]
+pub trait Store: Workspaces + Tables + Faults {}
+#[cfg(feature = "faults")]
+impl<T: Workspaces + Tables + Faults> Store for T {}
+
+/// How long a snapshot stays exact on DynamoDB: compaction never reclaims anything a revision
+/// younger than this may still read. Lambda stops an invocation at 15 minutes; 5 more for clocks
+/// and retries. A reader that may outlive it (a job) holds a lease instead.
+pub const SNAPSHOT_GRACE_SECS: u64 = 20 * 60;
 
 pub type DynStore = Arc<dyn Store>;
 
