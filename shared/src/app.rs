@@ -138,15 +138,20 @@ fn open_bundles(
             Ok(Arc::new(FolderBundles::open(root, signer).map_err(|e| format!("WORKSPACES_BUNDLES: {e}"))?))
         }
         BundlesUrl::S3 { bucket, prefix } => {
-            let mut s3_config = aws_sdk_s3::config::Builder::from(sdk.ok_or("AWS SDK config not loaded")?);
-            // A local S3 server (moto) has no per-bucket host names: path-style requests.
-            if std::env::var(s3::ENDPOINT_VAR).is_ok_and(|v| !v.trim().is_empty()) {
-                s3_config = s3_config.force_path_style(true);
-            }
-            let client = aws_sdk_s3::Client::from_conf(s3_config.build());
+            let client = s3_client(sdk.ok_or("AWS SDK config not loaded")?);
             Ok(Arc::new(s3::S3Bundles::new(client, bucket.as_str(), prefix)))
         }
     }
+}
+
+/// An S3 client from the shared SDK config; a local S3 server (moto) has no per-bucket host
+/// names, so requests are path-style when `AWS_ENDPOINT_URL_S3` is set.
+pub(crate) fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let mut s3_config = aws_sdk_s3::config::Builder::from(sdk);
+    if std::env::var(s3::ENDPOINT_VAR).is_ok_and(|v| !v.trim().is_empty()) {
+        s3_config = s3_config.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(s3_config.build())
 }
 
 /// No secret only happens with S3 bundles (config checks it), whose links S3 presigns: a random

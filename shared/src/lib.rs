@@ -12,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bundles;
+pub mod compaction;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -1,73 +1,66 @@
 //! DynamoDB adapter over one table (the layout `template.yaml` declares):
 //!
 //! - table key `PK` (HASH) / `SK` (RANGE); a workspace is `PK = <owner key>`, `SK = ws#<id>`;
-//! - GSI `by_updated`: `GSI1PK = <owner key>#ws`, `GSI1SK = Workspace::list_key()`, projection ALL;
-//! - TTL attribute `expires_at` (epoch seconds), on pending commit records only.
+//! - GSI `by_updated`: `GSI1PK = <owner key>#ws`, `GSI1SK = Workspace::list_key()`, projection
+//!   ALL; heads marked for compaction are in it too (`GSI1PK = compact#<0..15>`, `GSI1SK = W`);
+//! - TTL attribute `expires_at` (epoch seconds), on pending commit records and leases only;
+//! - item `PK = SK = layout` records the storage layout ([`LAYOUT_VERSION`]); a store finding
+//!   another refuses every call with a message saying so (checked on first use, not at init).
 //!
 //! Every key starts with the owner's tenancy key, so no request can reach another owner's items,
 //! and listing is a Query on the GSI, never a Scan.
 //!
-//! # Tables: copy-on-write versions and one small commit point
+//! # Tables (storage layout 2): a small head, catalog entries, immutable layers
 //!
-//! A commit may write far more than a DynamoDB transaction holds (100 items), so it is made
-//! all-or-nothing differently. Items, for a workspace with key `W = WsKey::key()`:
+//! Items, for a workspace with key `W = WsKey::key()` and its current generation `G`:
 //!
-//! - manifest `PK = W`, `SK = manifest`: `rev` (N) and `tables` (S, JSON: name →
-//!   `{"v": version, "columns": [...], "key": key column, "rows": row count, "shards": n}`);
-//! - row `PK = W#t#<table>#v#<version>#s#<shard>`, `SK = <row key>`: `row` (S, the row's JSON,
-//!   column order kept) or, when that text is over 350,000 bytes, `blob` (S, an object key of
-//!   the configured [`Blobs`]; without one such a row is `Internal`, never dropped or cut);
-//! - commit record `PK = W`, `SK = commit#<version>`: `state` (`pending` → `committed`, or
-//!   `aborting` when a sweep gives up on it), `versions` it writes, `superseded` versions it
-//!   replaced, `created`/`committed_at` (epoch s), `expires_at` while pending.
+//! - head `PK = W`, `SK = head`: `rev` (the revision; every commit and delete adds one), `gen`
+//!   (absent before the first commit and after a delete), `at` (when `rev` became visible),
+//!   `gone` (generations of deleted incarnations still to sweep);
+//! - catalog entry `PK = W#g#G`, `SK = tbl#<table>#<rev, 20 digits>#<txn>`: the table's whole
+//!   state as of `rev` (owner, key column, columns, row count, dropped, and its parts: a base and
+//!   layers, oldest first). Entries are never changed, only added and (by compaction) deleted;
+//! - row `PK = W#g#G#t#<table>#p#<part>#s#<shard>`, `SK = <row key>`: `row` (JSON text, column
+//!   order kept), `blob` (object key of the configured [`Blobs`], for JSON over 350,000 bytes) or
+//!   `del` (a tombstone). A part has clamp(⌈items / 1000⌉, 1, 64) shards by sha256 of the key;
+//! - log `PK = W#g#G`, `SK = log#<rev>`: which staged commit made `rev` (`txn`, `at`);
+//! - commit record `PK = W#g#G`, `SK = txn#<txn>`: a staged commit's `state` (`pending` →
+//!   `committed`, or `aborting`), the parts it writes, `created`;
+//! - lease `PK = W`, `SK = lease#<id>`: `rev` held against compaction until `expires`.
 //!
-//! A version is `<commit id>.<manifest rev the commit started from>`: a retry after a crash,
-//! from the same base, rewrites the same items; a retry after success starts from a new rev.
-//! So a commit id must name one change: reused for other content from the same base, rows the
-//! first attempt wrote and the second does not would join the version.
-//! A version has clamp(⌈rows / 1000⌉, 1, 64) shards (rows bounded above by current + upserted
-//! rows); a key's shard is the first 8 bytes of sha256(key) as a big-endian u64, mod shards.
+//! A commit's `txn` is `<commit id>.<base revision>`: a retry after a crash, from the same base,
+//! rewrites the same items; a retry after success has a new base, so new items.
 //!
 //! Invariants:
 //!
-//! 1. Readers see only what the manifest names. `list_tables`, `read_rows` and `get_rows` read
-//!    the manifest (consistently) first, then only the version it names for the table, so rows of
-//!    uncommitted or superseded versions are invisible by construction.
-//! 2. A commit becomes visible in exactly one write: a TransactWriteItems that puts the manifest
-//!    on condition `rev` is still the one it started from (`attribute_not_exists` when there was
-//!    none), creates the workspace when asked (a Put conditional on its absence, or a condition
-//!    check that it still exists), and flips its record from `pending` to `committed`. Before it,
-//!    nothing of the commit is visible; after it, all of it is. Losing the condition is
-//!    `Conflict`, so of two concurrent commits one fails rather than one losing the other's rows.
-//! 3. Version items are written only after their pending record exists, so every row item of
-//!    a version that is not live is findable from a record (until the record's 1-day TTL: a
-//!    workspace with no commit or delete for a day after a crash keeps that garbage).
-//! 4. Row items of a version the current manifest names are never deleted, whatever a record
-//!    says. Superseded versions are deleted after the commit (best effort; failures stay in the
-//!    committed record for the next sweep); versions of a pending record are deleted only once it
-//!    is over 20 minutes old (no commit runs that long: Lambda stops at 15) and after marking it
-//!    `aborting` on condition it is unchanged, so an abort and a retry of the same commit never
-//!    interleave (the retry refreshes the pending record or finds it aborting and gets `Conflict`).
-//! 5. A read that raced a commit and its garbage collection is retried: after reading, the
-//!    manifest is read again, and only if it still names the version read is the answer returned
-//!    (collection of a version starts only after the manifest stops naming it).
-//! 6. Every version has its own blobs, so collecting one version never breaks another.
+//! 1. A revision's catalog is, per table, the entry with the highest `rev` ≤ the revision that
+//!    is valid: written in the same transaction as its head move (`txn = -`), or staged by the
+//!    commit the log names for its `rev`. A snapshot reads the head once, then the entries, and
+//!    from then on only immutable parts: every read of it sees that one revision.
+//! 2. A commit is visible in exactly one write, conditional on the head still being at the base
+//!    revision (`attribute_not_exists` when there is no head): a small commit (its rows,
+//!    tombstones, entries, the head and the workspace check fit one transaction of ≤ 100 items)
+//!    is that one TransactWriteItems and leaves nothing pending; a large one first writes a
+//!    pending record, then its layers and entries (invisible: no log names it), then moves the
+//!    head, puts the log item and marks the record committed in one transaction. Losing the
+//!    condition is `Conflict`; nothing of the loser is visible, and it removes what it staged.
+//! 3. A commit writes only what it changes: one layer per table with its rows and tombstones,
+//!    one entry per table, the head (plus record and log when staged). It reads the head, the
+//!    touched tables' entries, and the changed keys (to count rows), never the stored rows.
+//! 4. A delete moves the head past every revision a commit could be based on and drops `gen`, in
+//!    the same transaction that deletes the workspace item; the generation is swept later.
+//! 5. Nothing a reader may use is deleted or changed under it: compaction (compact.rs) folds
+//!    only layers visible for [`SNAPSHOT_GRACE_SECS`] (and not held by a lease), publishes the
+//!    fold as a commit, and deletes entries and parts only once superseded at that floor.
+//! 6. Every part has its own blobs, so deleting one part never breaks another.
 //!
-//! Round trips: `list_tables` 1. `read_rows` 1 + one Query per shard (in parallel, each asking
-//! for its share of `limit` plus a margin; a shard that runs dry before the page is full is
-//! queried again) + 1 manifest re-read. `get_rows`: 1, ⌈keys / 100⌉ BatchGetItem (8 in
-//! flight), 1. `commit`: 1 round of 2–3 in parallel (manifest GetItem, commit-record Query, and the
-//! workspace GetItem when `create_workspace`), 1 record PutItem, the current versions of the
-//! touched tables read (1 Query per 1,000 rows per shard, overlapped with writing), ⌈rows / 25⌉
-//! BatchWriteItem (32 in flight), 1 TransactWriteItems, then collection: the superseded
-//! versions' keys (1 Query per 1,000) and ⌈rows / 25⌉ BatchWriteItem deletes, and 1 DeleteItem
-//! of the record. So a commit of 10,000 new rows is 405 requests, and a commit into a table of
-//! 10,000 rows also reads and later deletes those 10,000. `delete_workspace`: 1 round of 3 in
-//! parallel, 1 transaction, then collection. The sweep adds work only when it finds some (at
-//! most 20,000 row deletes per call).
-//!
-//! Cost to keep in mind: every commit rewrites each table it touches in full (copy-on-write), so
-//! its cost grows with the size of the tables touched, not with the size of the change.
+//! Round trips: `snapshot` 1 GetItem + ⌈catalog / 1 MB⌉ Query (+ 1 BatchGetItem when staged
+//! entries need their log). A page of `read_rows` is one Query per shard of every part (in
+//! parallel, each asking for its share) and more only where a shard runs dry; `get_rows` reads
+//! keys × parts items in batches of 100. A small commit: 1 GetItem (head) ∥ 1 GetItem
+//! (workspace) ∥ 1 Query per touched table, BatchGetItem of the changed keys, 1
+//! TransactWriteItems. A large one adds 1 PutItem (record), ⌈items / 25⌉ BatchWriteItem, and the
+//! flip. `delete_workspace`: 2 GetItem, the catalog Query, 1 TransactWriteItems.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -80,19 +73,25 @@ use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeySchemaElement, KeyType, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
 
-use super::{Blobs, Store, StoreError, StoreResult};
+use super::{Blobs, Snapshot, StoreError, StoreResult, Tables, Workspaces, SNAPSHOT_GRACE_SECS};
 use crate::model::{list_key, Owner, Scope, Workspace, WorkspaceDraft};
-use crate::tables::{Commit, Row, TableMeta, WsKey};
+use crate::tables::{Commit, WsKey};
 
 mod batch;
+mod catalog;
 mod commit;
+mod compact;
 mod delete;
-mod gc;
 mod layout;
 mod plan;
 mod read;
 mod setup;
+
+pub use compact::CompactionReport;
+pub use layout::LAYOUT_VERSION;
+pub use read::DynamoSnapshot;
 
 pub const GSI_BY_UPDATED: &str = "by_updated";
 pub const TTL_ATTRIBUTE: &str = "expires_at";
@@ -111,8 +110,12 @@ pub struct DynamoStore {
     table: String,
     /// Where rows over `layout::INLINE_ROW_MAX` go; `None`: such rows are refused.
     blobs: Option<Arc<dyn Blobs>>,
-    /// See `Store::inject_commit_fault`.
+    /// See `store::Faults` (only settable with the `faults` feature).
     fault_after_rows: Arc<Mutex<Option<usize>>>,
+    /// How long compaction leaves what a reader may still use.
+    grace_secs: u64,
+    /// Set once the table's layout item was found to be ours.
+    layout_checked: Arc<OnceCell<()>>,
 }
 
 impl Debug for DynamoStore {
@@ -130,12 +133,25 @@ impl DynamoStore {
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), blobs: None, fault_after_rows: Arc::new(Mutex::new(None)) }
+        Self {
+            client,
+            table: table.into(),
+            blobs: None,
+            fault_after_rows: Arc::new(Mutex::new(None)),
+            grace_secs: SNAPSHOT_GRACE_SECS,
+            layout_checked: Arc::new(OnceCell::new()),
+        }
     }
 
     /// Stores rows too large for an item (JSON over 350,000 bytes) in `blobs`, under `rows/`.
     pub fn with_blobs(self, blobs: Arc<dyn Blobs>) -> Self {
         Self { blobs: Some(blobs), ..self }
+    }
+
+    /// How long compaction waits before reclaiming what a revision may still need (default
+    /// [`SNAPSHOT_GRACE_SECS`]); tests shorten it to see compaction's effect at once.
+    pub fn with_grace_secs(self, grace_secs: u64) -> Self {
+        Self { grace_secs, ..self }
     }
 
     fn fault(&self) -> StoreResult<Option<usize>> {
@@ -152,13 +168,57 @@ impl DynamoStore {
             ))
         })
     }
+
+    /// Refuses a table of another storage layout (once per process, on first use: nothing slow
+    /// happens at init). A table without the item is of layout 2, the first to record it (the
+    /// template cannot write an item; every later layout's migration will).
+    async fn check_layout(&self) -> StoreResult<()> {
+        self.layout_checked
+            .get_or_try_init(|| async {
+                let found = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(layout::key_item(layout::LAYOUT_KEY, layout::LAYOUT_KEY)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("GetItem", e))?;
+                let version = found.item().map_or(Some(LAYOUT_VERSION), |item| layout::number(item, "version"));
+                match version {
+                    Some(LAYOUT_VERSION) => Ok(()),
+                    other => Err(StoreError::Internal(format!(
+                        "DynamoDB table {} has storage layout {}; this build reads layout {LAYOUT_VERSION}",
+                        self.table,
+                        other.map_or_else(|| "?".to_owned(), |v| v.to_string())
+                    ))),
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Records this build's layout in the table (provisioning, tests).
+    pub async fn record_layout(&self) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(layout::LAYOUT_KEY))
+            .item("SK", s(layout::LAYOUT_KEY))
+            .item("version", layout::n(LAYOUT_VERSION))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl Workspaces for DynamoStore {
     /// One UpdateItem: creates or updates in place; `if_not_exists` keeps `author` and
     /// `created_at` of an existing item without a read first.
     async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
+        self.check_layout().await?;
         let metadata = serde_json::to_string(&draft.metadata)
             .map_err(|e| StoreError::Internal(format!("metadata of {} does not serialize: {e}", draft.id)))?;
         // `updated_at` is always `:now`, so the stored list key is known before the write.
@@ -209,6 +269,7 @@ impl Store for DynamoStore {
     }
 
     async fn get_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<Workspace>> {
+        self.check_layout().await?;
         let out = self
             .client
             .get_item()
@@ -227,6 +288,7 @@ impl Store for DynamoStore {
     /// `Limit` asks for exactly what is still missing, so it is one round trip unless the 1 MB page
     /// cap cuts a page short. GSIs are eventually consistent: a save may take a moment to show here.
     async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>> {
+        self.check_layout().await?;
         // DynamoDB rejects `Limit = 0` and empty key values; nothing sorts before "" anyway.
         if limit == 0 || after == Some("") {
             return Ok(Vec::new());
@@ -267,32 +329,38 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
-        self.list_tables_impl(ws).await
-    }
-
-    async fn read_rows(
-        &self,
-        ws: &WsKey,
-        table: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, Row)>> {
-        self.read_rows_impl(ws, table, after, limit).await
-    }
-
-    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
-        self.get_rows_impl(ws, table, keys).await
-    }
-
-    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
-        self.commit_impl(ws, commit).await
-    }
-
     async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
         self.delete_workspace_impl(owner, id).await
     }
+}
 
+#[async_trait]
+impl Tables for DynamoStore {
+    /// The head, then the catalog as of its revision.
+    async fn snapshot(&self, ws: &WsKey) -> StoreResult<Box<dyn Snapshot>> {
+        self.check_layout().await?;
+        let ws_key = ws.key();
+        let head = self.head(&ws_key).await?;
+        let mut catalog = self.catalog(&ws_key, &head, None).await?;
+        catalog.retain(|_, entry| !entry.state.dropped);
+        let metas = catalog.iter().map(|(name, entry)| entry.state.meta(name)).collect();
+        Ok(Box::new(DynamoSnapshot {
+            store: self.clone(),
+            cat_pk: head.gen.as_deref().map(|gen| layout::cat_pk(&ws_key, gen)),
+            ws_key,
+            rev: head.rev,
+            catalog,
+            metas,
+        }))
+    }
+
+    async fn commit(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64> {
+        self.commit_impl(ws, base, commit).await
+    }
+}
+
+#[cfg(feature = "faults")]
+impl super::Faults for DynamoStore {
     fn inject_commit_fault(&self, after_rows: Option<usize>) {
         if let Ok(mut f) = self.fault_after_rows.lock() {
             *f = after_rows;

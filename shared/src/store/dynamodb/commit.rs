@@ -1,201 +1,361 @@
-//! Commits: new table versions are written where no reader looks, then
-//! one conditional transaction on the manifest makes them the tables (see the module doc).
+//! Commits. Each touched table gets one new layer (the commit's rows and tombstones) and one new
+//! catalog entry; the head moves from the base revision to the next on condition it is still at
+//! the base. A small commit is all of that in one TransactWriteItems; a large one stages its
+//! layer and entries first (behind a pending record) and then flips the head, the log and the
+//! record in one transaction. See the module doc of `dynamodb.rs` for the invariants.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use super::batch::{put_request, Writer, WRITE_CONCURRENCY};
+use super::batch::{delete_request, put_request, Writer};
 use super::layout::{
-    blob_key, key_item, manifest_item, n, now_secs, record_sk, refs_json, row_item, row_of_item, rows_pk, shard_of,
-    short, Manifest, RowData, TableEntry, VersionRef, COMMITTED, INLINE_ROW_MAX, PENDING,
+    blob_key, cat_pk, compact_bucket, gen_for, key_item, log_sk, n, now_secs, record_sk, row_item, rows_pk,
+    shard_count, shard_of, short, Entry, Head, Layer, Part, RowData, TableState, ATOMIC, HEAD_SK, INLINE_ROW_MAX,
 };
-use super::plan::{next_tables, plan, validate, TablePlan};
+use super::plan::{plan, validate, TablePlan};
+use super::read::TableView;
 use super::{build_error, new_workspace_item, s, store_error, workspace_sk, DynamoStore, Item, TTL_ATTRIBUTE};
-use crate::model::{Owner, WorkspaceDraft};
 use crate::store::{StoreError, StoreResult};
 use crate::tables::{Commit, WsKey};
 
 /// The message of every lost race (it reaches the client as a 409).
-const CHANGED: &str = "the workspace changed during this change; retry";
-/// A pending record's TTL, a backstop only: the sweep handles abandoned commits long before.
+pub(super) const CHANGED: &str = "the workspace was changed concurrently; reload it and retry";
+/// DynamoDB's limit on items per transaction.
+const TRANSACTION_ITEMS_MAX: usize = 100;
+/// Under DynamoDB's 4 MB per transaction, with room for keys and attribute names.
+const TRANSACTION_BYTES_MAX: usize = 3_000_000;
+/// A pending record's TTL, a backstop only: compaction aborts abandoned commits long before.
 const RECORD_TTL_SECS: u64 = 24 * 3600;
-/// Rows per Query page when copying a version.
-const COPY_PAGE: usize = 1000;
+
+pub(super) const PENDING: &str = "pending";
+pub(super) const COMMITTED: &str = "committed";
+pub(super) const ABORTING: &str = "aborting";
+
+/// One table's layer, ready to write.
+struct LayerWrite {
+    table: String,
+    part: Part,
+    items: Vec<(String, RowData)>,
+}
 
 impl DynamoStore {
-    pub(super) async fn commit_impl(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
+    pub(super) async fn commit_impl(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64> {
         validate(&commit)?;
+        self.check_layout().await?;
         let fault = self.fault()?;
         let ws_key = ws.key();
-        let workspace_key = commit.create_workspace.as_ref().map(|d| key_item(ws.owner.key(), workspace_sk(&d.id)));
-        let (manifest, workspace_exists, records) = futures::try_join!(
-            self.manifest(&ws_key),
-            async {
-                match &workspace_key {
-                    Some(key) => self.item_exists(key.clone()).await.map(Some),
-                    None => Ok(None),
-                }
-            },
-            self.records(&ws_key),
-        )?;
-        self.sweep(&ws_key, &manifest, records).await;
-
-        let rev0 = manifest.rev;
-        let version = format!("{}.{rev0}", commit.id);
-        let plans = plan(&commit, &manifest);
-        if plans.iter().any(|p| p.old.as_ref().is_some_and(|old| old.v == version)) {
-            return Err(StoreError::Internal(format!("commit {version} of {ws_key} would rewrite its own base")));
+        let head = self.head(&ws_key).await?;
+        if head.rev != base {
+            return Err(StoreError::Conflict(CHANGED.into()));
         }
-        // The manifest must still fit its item once the commit is in: find out before writing
-        // anything (row counts only grow its text by digits; their upper bounds are used).
-        let bounds = plans.iter().map(|p| p.old.as_ref().map_or(0, |o| o.rows) + p.upserts.len() as u64).collect();
-        manifest_item(&ws_key, rev0 + 1, &next_tables(&manifest, &commit, &plans, bounds, &version).0)?;
-        let written: Vec<VersionRef> = plans
+        let gen = gen_for(&head);
+        let cat = cat_pk(&ws_key, &gen);
+        let names: Vec<&str> = commit
+            .upserts
             .iter()
-            .map(|p| VersionRef { table: p.name.to_owned(), v: version.clone(), shards: p.shards })
+            .map(|w| w.name.as_str())
+            .chain(commit.delete_rows.iter().map(|(t, _)| t.as_str()))
+            .chain(commit.drop_tables.iter().map(String::as_str))
             .collect();
-        self.put_pending_record(&ws_key, &version, &written).await?;
-
-        let counts = self.write_versions(&ws_key, &plans, &version, fault).await?;
-        let (tables, superseded) = next_tables(&manifest, &commit, &plans, counts, &version);
-
-        let mut items = vec![self.manifest_put(&ws_key, rev0, manifest.exists, &tables)?];
-        if let (Some(draft), Some(exists), Some(key)) = (&commit.create_workspace, workspace_exists, workspace_key) {
-            items.push(self.workspace_op(&ws.owner, draft, exists, key)?);
+        let workspace_key = key_item(ws.owner.key(), workspace_sk(&ws.workspace_id));
+        let (catalog, workspace_exists) = futures::try_join!(
+            self.catalog(&ws_key, &head, Some(&names)),
+            self.item_exists(workspace_key.clone())
+        )?;
+        if !workspace_exists && commit.create_workspace.is_none() {
+            return Err(StoreError::Conflict(format!("workspace {} does not exist", ws.workspace_id)));
         }
-        items.push(self.record_committed(&ws_key, &version, &superseded)?);
-        self.client
+        let plans = plan(&commit, &catalog);
+        let txn = format!("{}.{base}", commit.id);
+        let rev = base + 1;
+        let now = now_secs();
+
+        let mut layers = Vec::new();
+        let mut states = Vec::new();
+        for plan in &plans {
+            let (layer, state) = self.layer_and_state(&ws_key, &cat, plan, &txn).await?;
+            layers.extend(layer);
+            states.push((plan.name.to_owned(), state));
+        }
+        for name in &commit.drop_tables {
+            if let Some(old) = catalog.get(name).filter(|e| !e.state.dropped) {
+                let state = TableState { dropped: true, rows: 0, base: None, layers: Vec::new(), ..old.state.clone() };
+                states.push((name.clone(), state));
+            }
+        }
+
+        let row_items: usize = layers.iter().map(|l| l.items.len()).sum();
+        let row_bytes: usize = layers.iter().flat_map(|l| &l.items).map(|(k, d)| k.len() + data_len(d)).sum();
+        let has_blob = layers.iter().flat_map(|l| &l.items).any(|(_, d)| matches!(d, RowData::Blob(_)));
+        let small = !has_blob
+            && row_items + states.len() + 2 <= TRANSACTION_ITEMS_MAX
+            && row_bytes + states.iter().map(|(_, s)| s.columns.len() * 64).sum::<usize>() <= TRANSACTION_BYTES_MAX;
+        let txn_of_entries = if small { ATOMIC } else { txn.as_str() };
+        let entries: Vec<Entry> = states
+            .into_iter()
+            .map(|(table, state)| Entry { table, rev, txn: txn_of_entries.to_owned(), at: now, state })
+            .collect();
+        let ctx = CommitContext { ws, ws_key: &ws_key, cat: &cat, head: &head, gen: &gen, rev, now, workspace_exists };
+        if small {
+            if let Some(limit) = fault {
+                return Err(injected(0, limit));
+            }
+            let mut items = Vec::with_capacity(row_items + entries.len() + 2);
+            for layer in layers {
+                for (key, data) in layer.items {
+                    let pk = rows_pk(&cat, &layer.table, &layer.part.id, shard_of(&key, layer.part.shards));
+                    items.push(self.put(row_item(pk, &key, data), None)?);
+                }
+            }
+            for entry in &entries {
+                items.push(self.put(entry.item(&cat)?, None)?);
+            }
+            items.push(self.head_update(&ctx)?);
+            items.push(self.workspace_op(&ctx, &commit, workspace_key)?);
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+                .map_err(|e| transaction_error(e, CHANGED))?;
+            return Ok(rev);
+        }
+        self.commit_staged(&ctx, &commit, &txn, layers, entries, workspace_key, fault).await
+    }
+
+    /// The layer a plan writes (none when it writes no rows) and the table's state after it.
+    async fn layer_and_state(
+        &self,
+        ws_key: &str,
+        cat: &str,
+        plan: &TablePlan<'_>,
+        txn: &str,
+    ) -> StoreResult<(Option<LayerWrite>, TableState)> {
+        // Which of the changed keys exist now decides the row count: reads grow with the change.
+        let changed: Vec<&str> = plan.upserts.keys().chain(plan.deletes.iter()).copied().collect();
+        let existing: HashSet<String> = match &plan.old {
+            Some(old) if !changed.is_empty() => {
+                let view = TableView { store: self, ws_key, cat_pk: cat, table: plan.name, parts: old.parts() };
+                view.get(&changed)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, data)| *data != RowData::Tombstone)
+                    .map(|(k, _)| k)
+                    .collect()
+            }
+            _ => HashSet::new(),
+        };
+        let added = plan.upserts.keys().filter(|k| !existing.contains(**k)).count() as u64;
+        let removed = plan.deletes.iter().filter(|k| existing.contains(**k)).count() as u64;
+        let old_rows = plan.old.as_ref().map_or(0, |o| o.rows);
+        let (base, mut layers) = plan.old.as_ref().map_or((None, Vec::new()), |o| (o.base.clone(), o.layers.clone()));
+        let count = plan.layer_items();
+        let layer = if count == 0 {
+            None
+        } else {
+            let part = Part { id: txn.to_owned(), shards: shard_count(count as u64) };
+            let mut items = Vec::with_capacity(count);
+            for (key, row) in &plan.upserts {
+                let text = serde_json::to_string(row).map_err(|e| {
+                    StoreError::Internal(format!("row {} of table {} does not serialize: {e}", short(key), plan.name))
+                })?;
+                items.push(((*key).to_owned(), self.row_data(ws_key, plan.name, txn, key, text).await?));
+            }
+            // Tombstones only where a row may be below: in a new table there is nothing to hide.
+            let dels: Vec<&str> = plan.deletes.iter().copied().filter(|k| existing.contains(*k)).collect();
+            items.extend(dels.iter().map(|k| ((*k).to_owned(), RowData::Tombstone)));
+            if items.is_empty() {
+                None
+            } else {
+                layers.push(Layer { part: part.clone(), items: items.len() as u64, dels: dels.len() as u64 });
+                Some(LayerWrite { table: plan.name.to_owned(), part, items })
+            }
+        };
+        let state = TableState {
+            dropped: false,
+            owner: plan.owner.clone(),
+            key: plan.key.clone(),
+            columns: plan.columns.clone(),
+            rows: (old_rows + added).saturating_sub(removed),
+            base,
+            layers,
+        };
+        Ok((layer, state))
+    }
+
+    /// A large commit: a pending record (so compaction can find whatever is written), the layers
+    /// and entries (invisible until the log names this commit), then one transaction that moves
+    /// the head, writes the log and marks the record committed.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_staged(
+        &self,
+        ctx: &CommitContext<'_>,
+        commit: &Commit,
+        txn: &str,
+        layers: Vec<LayerWrite>,
+        entries: Vec<Entry>,
+        workspace_key: Item,
+        fault: Option<usize>,
+    ) -> StoreResult<u64> {
+        let parts: Vec<(String, Part)> = layers.iter().map(|l| (l.table.clone(), l.part.clone())).collect();
+        self.put_pending_record(ctx.cat, txn, &parts, ctx.now).await?;
+        self.stage(ctx.cat, &layers, &entries, fault).await?;
+        let mut items = vec![self.head_update(ctx)?];
+        let log = Put::builder()
+            .table_name(&self.table)
+            .item("PK", s(ctx.cat))
+            .item("SK", s(log_sk(ctx.rev)))
+            .item("txn", s(txn))
+            .item("at", n(ctx.now));
+        items.push(TransactWriteItem::builder().put(log.build().map_err(build_error)?).build());
+        let record = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(ctx.cat))
+            .key("SK", s(record_sk(txn)))
+            .update_expression("SET #state = :committed, #at = :now")
+            .condition_expression("#state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":committed", s(COMMITTED))
+            .expression_attribute_values(":pending", s(PENDING))
+            .expression_attribute_values(":now", n(ctx.now));
+        items.push(TransactWriteItem::builder().update(record.build().map_err(build_error)?).build());
+        items.push(self.workspace_op(ctx, commit, workspace_key)?);
+        let flipped = self
+            .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
             .await
-            .map_err(|e| transaction_error(e, CHANGED))?;
-
-        let now_live = Manifest { rev: rev0 + 1, exists: true, tables };
-        if let Err(e) = self.finish_record(&ws_key, &now_live, &record_sk(&version), &superseded, COMMITTED, None).await
-        {
-            tracing::warn!(error = %e, ws = %ws_key, %version, "collecting superseded versions failed; the sweep will retry");
+            .map_err(|e| transaction_error(e, CHANGED));
+        match flipped {
+            Ok(_) => Ok(ctx.rev),
+            Err(StoreError::Conflict(m)) => {
+                // Lost the race: nothing is visible; take back what was staged now rather than
+                // leave it for compaction (which would, after the grace period).
+                if let Err(e) = self.abort_staged(ctx.cat, txn, &layers, &entries).await {
+                    tracing::warn!(error = %e, txn, "cleaning up a commit that lost its race failed; compaction will");
+                }
+                Err(StoreError::Conflict(m))
+            }
+            Err(other) => Err(other),
         }
+    }
+
+    /// Writes the layers' rows and the entries; with a fault set, stops after that many rows.
+    async fn stage(
+        &self,
+        cat: &str,
+        layers: &[LayerWrite],
+        entries: &[Entry],
+        fault: Option<usize>,
+    ) -> StoreResult<()> {
+        let pushed = AtomicUsize::new(0);
+        let mut writer = Writer::new(self);
+        let result = async {
+            for layer in layers {
+                for (key, data) in &layer.items {
+                    let so_far = pushed.fetch_add(1, Ordering::SeqCst);
+                    if let Some(limit) = fault.filter(|limit| so_far >= *limit) {
+                        // What was written stays written, as after a crash; none of it is visible.
+                        return Err(injected(so_far, limit));
+                    }
+                    let pk = rows_pk(cat, &layer.table, &layer.part.id, shard_of(key, layer.part.shards));
+                    writer.push(put_request(row_item(pk, key, data.clone()))?).await?;
+                }
+            }
+            if let Some(limit) = fault {
+                return Err(injected(pushed.load(Ordering::SeqCst), limit));
+            }
+            for entry in entries {
+                writer.push(put_request(entry.item(cat)?)?).await?;
+            }
+            Ok(())
+        }
+        .await;
+        // Whatever happened, the calls already in flight are awaited before returning.
+        let finished = writer.finish().await;
+        result?;
+        finished
+    }
+
+    /// Marks the record aborting (only if still pending: a retry that committed keeps its
+    /// rows), then deletes what the commit staged, then the record.
+    async fn abort_staged(
+        &self,
+        cat: &str,
+        txn: &str,
+        layers: &[LayerWrite],
+        entries: &[Entry],
+    ) -> StoreResult<()> {
+        if !self.mark_aborting(cat, txn).await? {
+            return Ok(());
+        }
+        let mut writer = Writer::new(self);
+        for entry in entries {
+            writer.push(delete_request(key_item(cat, entry.sk()))?).await?;
+        }
+        for layer in layers {
+            for (key, data) in &layer.items {
+                if let RowData::Blob(blob) = data {
+                    self.blobs(&layer.table, key)?.delete_blob(blob).await?;
+                }
+                let pk = rows_pk(cat, &layer.table, &layer.part.id, shard_of(key, layer.part.shards));
+                writer.push(delete_request(key_item(pk, key.as_str()))?).await?;
+            }
+        }
+        writer.finish().await?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(cat))
+            .key("SK", s(record_sk(txn)))
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", e))?;
         Ok(())
     }
 
-    /// Every table's new version; the row counts, in `plans` order. The tables are written
-    /// concurrently, sharing the in-flight budget: one table only spreads over its own shards
-    /// (a partition key takes about 1,000 writes/s), so writing tables one after another would
-    /// cap a commit at one table's shards at a time.
-    async fn write_versions(
-        &self,
-        ws_key: &str,
-        plans: &[TablePlan<'_>],
-        version: &str,
-        fault: Option<usize>,
-    ) -> StoreResult<Vec<u64>> {
-        let per_table = (WRITE_CONCURRENCY / plans.len().max(1)).max(2);
-        let pushed = AtomicUsize::new(0);
-        let writes = plans.iter().map(|plan| {
-            let pushed = &pushed;
-            async move {
-                let mut writer = Writer::with_concurrency(self, per_table);
-                let rows = self.write_version(&mut writer, ws_key, plan, version, fault, pushed).await;
-                // Whatever happened, the calls already in flight are awaited before returning.
-                let finished = writer.finish().await;
-                let rows = rows?;
-                finished.map(|()| rows)
-            }
-        });
-        let counts = futures::future::try_join_all(writes).await?;
-        match fault {
-            Some(limit) => Err(injected(pushed.load(Ordering::SeqCst), limit)),
-            None => Ok(counts),
+    /// `pending` → `aborting`; false when the record is not pending (committed, or gone).
+    pub(super) async fn mark_aborting(&self, cat: &str, txn: &str) -> StoreResult<bool> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(cat))
+            .key("SK", s(record_sk(txn)))
+            .update_expression("SET #state = :aborting")
+            .condition_expression("#state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":aborting", s(ABORTING))
+            .expression_attribute_values(":pending", s(PENDING))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) => match store_error("UpdateItem", e) {
+                StoreError::Conflict(_) => Ok(false),
+                other => Err(other),
+            },
         }
     }
 
-    /// Creates the workspace (conditional on its absence), or checks it still exists: either way
-    /// an existing workspace is left untouched, and a race with its creation or deletion fails.
-    fn workspace_op(
-        &self,
-        owner: &Owner,
-        draft: &WorkspaceDraft,
-        exists: bool,
-        key: Item,
-    ) -> StoreResult<TransactWriteItem> {
-        Ok(if exists {
-            let check = ConditionCheck::builder()
-                .table_name(&self.table)
-                .set_key(Some(key))
-                .condition_expression("attribute_exists(#pk)")
-                .expression_attribute_names("#pk", "PK");
-            TransactWriteItem::builder().condition_check(check.build().map_err(build_error)?).build()
-        } else {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(new_workspace_item(owner, draft)?))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", "PK");
-            TransactWriteItem::builder().put(put.build().map_err(build_error)?).build()
-        })
-    }
-
-    /// `pending` → `committed` with the garbage to collect; fails if a sweep aborted it.
-    fn record_committed(
-        &self,
-        ws_key: &str,
-        version: &str,
-        superseded: &[VersionRef],
-    ) -> StoreResult<TransactWriteItem> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key("PK", s(ws_key))
-            .key("SK", s(record_sk(version)))
-            .update_expression("SET #state = :committed, #superseded = :superseded, #committed_at = :now REMOVE #ttl")
-            .condition_expression("#state = :pending")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#superseded", "superseded")
-            .expression_attribute_names("#committed_at", "committed_at")
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":committed", s(COMMITTED))
-            .expression_attribute_values(":pending", s(PENDING))
-            .expression_attribute_values(":superseded", s(refs_json(superseded)?))
-            .expression_attribute_values(":now", n(now_secs()));
-        Ok(TransactWriteItem::builder().update(update.build().map_err(build_error)?).build())
-    }
-
-    /// The manifest's new revision, conditional on the one this commit started from.
-    fn manifest_put(
-        &self,
-        ws_key: &str,
-        rev0: u64,
-        existed: bool,
-        tables: &BTreeMap<String, TableEntry>,
-    ) -> StoreResult<TransactWriteItem> {
-        let put = Put::builder().table_name(&self.table).set_item(Some(manifest_item(ws_key, rev0 + 1, tables)?));
-        let put = if existed {
-            put.condition_expression("#rev = :rev0")
-                .expression_attribute_names("#rev", "rev")
-                .expression_attribute_values(":rev0", n(rev0))
-        } else {
-            put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", "PK")
-        };
-        Ok(TransactWriteItem::builder().put(put.build().map_err(build_error)?).build())
-    }
-
-    /// Written before any row: whatever happens next, the sweep can find the rows. Refreshes a
-    /// pending record of the same version (a retry); refuses one a sweep is aborting or one
-    /// that already committed.
-    async fn put_pending_record(&self, ws_key: &str, version: &str, written: &[VersionRef]) -> StoreResult<()> {
-        let now = now_secs();
+    /// Written before any row: whatever happens next, compaction can find the rows. Refreshes a
+    /// pending record of the same commit (a retry); refuses one being aborted or one that
+    /// committed (a retry after success has another base, so another id).
+    async fn put_pending_record(&self, cat: &str, txn: &str, parts: &[(String, Part)], now: u64) -> StoreResult<()> {
+        let parts = serde_json::to_string(parts).map_err(|e| StoreError::Internal(format!("commit record: {e}")))?;
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("PK", s(ws_key))
-            .item("SK", s(record_sk(version)))
+            .item("PK", s(cat))
+            .item("SK", s(record_sk(txn)))
             .item("state", s(PENDING))
-            .item("versions", s(refs_json(written)?))
+            .item("parts", s(parts))
             .item("created", n(now))
             .item(TTL_ATTRIBUTE, n(now + RECORD_TTL_SECS))
             .condition_expression("attribute_not_exists(#pk) OR #state = :pending")
@@ -211,111 +371,87 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Writes one table's new version; returns its row count.
-    async fn write_version(
-        &self,
-        writer: &mut Writer<'_>,
-        ws_key: &str,
-        plan: &TablePlan<'_>,
-        version: &str,
-        fault: Option<usize>,
-        pushed: &AtomicUsize,
-    ) -> StoreResult<u64> {
-        let new_pk = |key: &str| rows_pk(ws_key, plan.name, version, shard_of(key, plan.shards));
-        let mut rows = 0u64;
-        if let Some(old) = &plan.old {
-            for shard in 0..old.shards.max(1) {
-                let pk = rows_pk(ws_key, plan.name, &old.v, shard);
-                let mut page = self.query_page(&pk, None, COPY_PAGE, None, false).await?;
-                loop {
-                    let (items, next) = page;
-                    // The next page is read while this one is written.
-                    let prefetch = async {
-                        match &next {
-                            Some(start) => {
-                                Some(self.query_page(&pk, None, COPY_PAGE, Some(start.clone()), false).await)
-                            }
-                            None => None,
-                        }
-                    };
-                    let copy = async {
-                        let mut copied = 0u64;
-                        for mut item in items {
-                            let (key, data) = row_of_item(&mut item, plan.name)?;
-                            if plan.upserts.contains_key(key.as_str()) || plan.deletes.contains(key.as_str()) {
-                                continue;
-                            }
-                            let data = match data {
-                                RowData::Inline(text) => RowData::Inline(text),
-                                RowData::Blob(blob) => self.copy_blob(ws_key, plan.name, version, &key, &blob).await?,
-                            };
-                            self.push_row(writer, row_item(new_pk(&key), &key, data), fault, pushed).await?;
-                            copied += 1;
-                        }
-                        Ok::<u64, StoreError>(copied)
-                    };
-                    let (copied, prefetched) = futures::join!(copy, prefetch);
-                    rows += copied?;
-                    match prefetched {
-                        Some(next_page) => page = next_page?,
-                        None => break,
-                    }
-                }
-            }
-        }
-        for (key, row) in &plan.upserts {
-            if plan.deletes.contains(key) {
-                continue;
-            }
-            let text = serde_json::to_string(row).map_err(|e| {
-                StoreError::Internal(format!("row {} of table {} does not serialize: {e}", short(key), plan.name))
-            })?;
-            let data = self.row_data(ws_key, plan.name, version, key, text).await?;
-            self.push_row(writer, row_item(new_pk(key), key, data), fault, pushed).await?;
-            rows += 1;
-        }
-        Ok(rows)
+    /// The head's move to `rev`, on condition it is still where the commit started; marks the
+    /// workspace for compaction.
+    fn head_update(&self, ctx: &CommitContext<'_>) -> StoreResult<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(ctx.ws_key))
+            .key("SK", s(HEAD_SK))
+            .update_expression("SET #rev = :rev, #gen = :gen, #at = :now, #gpk = :bucket, #gsk = :ws")
+            .expression_attribute_names("#rev", "rev")
+            .expression_attribute_names("#gen", "gen")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_names("#gpk", "GSI1PK")
+            .expression_attribute_names("#gsk", "GSI1SK")
+            .expression_attribute_values(":rev", n(ctx.rev))
+            .expression_attribute_values(":gen", s(ctx.gen))
+            .expression_attribute_values(":now", n(ctx.now))
+            .expression_attribute_values(":bucket", s(compact_bucket(ctx.ws_key)))
+            .expression_attribute_values(":ws", s(ctx.ws_key));
+        let update = if ctx.head.exists {
+            update.condition_expression("#rev = :base").expression_attribute_values(":base", n(ctx.head.rev))
+        } else {
+            update.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", "PK")
+        };
+        Ok(TransactWriteItem::builder().update(update.build().map_err(build_error)?).build())
     }
 
-    /// `pushed` counts the rows of the whole commit, across its tables' writers, for the fault.
-    async fn push_row(
-        &self,
-        writer: &mut Writer<'_>,
-        item: Item,
-        fault: Option<usize>,
-        pushed: &AtomicUsize,
-    ) -> StoreResult<()> {
-        let so_far = pushed.fetch_add(1, Ordering::SeqCst);
-        if let Some(limit) = fault.filter(|limit| so_far >= *limit) {
-            // What was written stays written, as after a crash; none of it is visible.
-            return Err(injected(so_far, limit));
-        }
-        writer.push(put_request(item)?).await
+    /// Creates the workspace (conditional on its absence), or checks it still exists: either way
+    /// an existing workspace is left untouched, and a race with its creation or deletion fails.
+    fn workspace_op(&self, ctx: &CommitContext<'_>, commit: &Commit, key: Item) -> StoreResult<TransactWriteItem> {
+        Ok(match (&commit.create_workspace, ctx.workspace_exists) {
+            (Some(draft), false) => {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(new_workspace_item(&ctx.ws.owner, draft)?))
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", "PK");
+                TransactWriteItem::builder().put(put.build().map_err(build_error)?).build()
+            }
+            _ => {
+                let check = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .condition_expression("attribute_exists(#pk)")
+                    .expression_attribute_names("#pk", "PK");
+                TransactWriteItem::builder().condition_check(check.build().map_err(build_error)?).build()
+            }
+        })
+    }
+
+    fn put(&self, item: Item, condition: Option<&str>) -> StoreResult<TransactWriteItem> {
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).set_condition_expression(condition.map(str::to_owned));
+        Ok(TransactWriteItem::builder().put(put.build().map_err(build_error)?).build())
     }
 
     /// Inline JSON, or a blob when the text is too large for an item.
-    async fn row_data(
-        &self,
-        ws_key: &str,
-        table: &str,
-        version: &str,
-        key: &str,
-        text: String,
-    ) -> StoreResult<RowData> {
+    async fn row_data(&self, ws_key: &str, table: &str, part: &str, key: &str, text: String) -> StoreResult<RowData> {
         if text.len() <= INLINE_ROW_MAX {
             return Ok(RowData::Inline(text));
         }
-        let blob = blob_key(ws_key, table, version, key);
+        let blob = blob_key(ws_key, table, part, key);
         self.blobs(table, key)?.put_blob(&blob, text.into_bytes()).await?;
         Ok(RowData::Blob(blob))
     }
+}
 
-    /// Each version owns its blobs, so collecting the old version cannot break the new one.
-    async fn copy_blob(&self, ws_key: &str, table: &str, version: &str, key: &str, old: &str) -> StoreResult<RowData> {
-        let text = self.row_text(table, key, RowData::Blob(old.to_owned())).await?;
-        let blob = blob_key(ws_key, table, version, key);
-        self.blobs(table, key)?.put_blob(&blob, text.into_bytes()).await?;
-        Ok(RowData::Blob(blob))
+/// What every step of one commit needs to know.
+struct CommitContext<'a> {
+    ws: &'a WsKey,
+    ws_key: &'a str,
+    cat: &'a str,
+    head: &'a Head,
+    gen: &'a str,
+    rev: u64,
+    now: u64,
+    workspace_exists: bool,
+}
+
+fn data_len(data: &RowData) -> usize {
+    match data {
+        RowData::Inline(t) | RowData::Blob(t) => t.len(),
+        RowData::Tombstone => 8,
     }
 }
 

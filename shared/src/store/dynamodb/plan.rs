@@ -1,62 +1,69 @@
-//! Planning a commit, without I/O: what it does to each table, what the manifest becomes, and
-//! what the item layout cannot hold.
+//! Planning a commit, without I/O: what it does to each table, and what the item layout
+//! cannot hold.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::layout::{shard_count, short, Manifest, TableEntry, VersionRef, MAX_KEY_BYTES};
+use super::catalog::Catalog;
+use super::layout::{short, TableState, MAX_KEY_BYTES};
 use crate::store::{StoreError, StoreResult};
 use crate::tables::{Column, Commit, Row, TableOwner};
 
-/// What a commit does to one table: the new version's content is the current version's rows
-/// minus `upserts`' and `deletes`' keys, plus `upserts` minus `deletes`.
+/// What a commit does to one table: a new layer with `upserts` and tombstones for `deletes`
+/// on top of the table's current state (`old`; `None` for a new table).
 pub(super) struct TablePlan<'c> {
     pub name: &'c str,
-    pub old: Option<TableEntry>,
+    pub old: Option<TableState>,
     pub columns: Vec<Column>,
     pub key: String,
-    pub owner: Option<TableOwner>,
+    pub owner: TableOwner,
     pub upserts: HashMap<&'c str, &'c Row>,
     pub deletes: HashSet<&'c str>,
-    pub shards: u32,
+}
+
+impl TablePlan<'_> {
+    /// Items the commit's layer of this table holds: rows, then tombstones for deleted keys.
+    pub fn layer_items(&self) -> usize {
+        self.upserts.len() + self.deletes.iter().filter(|k| !self.upserts.contains_key(*k)).count()
+    }
 }
 
 /// Groups the commit by table. Later writes to a key win; deletes win over upserts (as the
 /// SQLite adapter applies them: upserts, then deletes, then drops); dropped tables are not
-/// written at all; deleting rows of a table that does not exist does nothing.
-pub(super) fn plan<'c>(commit: &'c Commit, manifest: &Manifest) -> Vec<TablePlan<'c>> {
+/// written at all; deleting rows of a table that does not exist does nothing. `catalog` holds
+/// the current entries of the tables the commit names (a dropped entry counts as absent).
+pub(super) fn plan<'c>(commit: &'c Commit, catalog: &Catalog) -> Vec<TablePlan<'c>> {
     let dropped: HashSet<&str> = commit.drop_tables.iter().map(String::as_str).collect();
+    let live = |name: &str| catalog.get(name).filter(|e| !e.state.dropped).map(|e| e.state.clone());
     let mut plans: BTreeMap<&str, TablePlan<'c>> = BTreeMap::new();
     for write in commit.upserts.iter().filter(|w| !dropped.contains(w.name.as_str())) {
         let plan = plans.entry(&write.name).or_insert_with(|| TablePlan {
             name: &write.name,
-            old: manifest.tables.get(&write.name).cloned(),
+            old: live(&write.name),
             columns: Vec::new(),
             key: String::new(),
-            owner: None,
+            owner: write.owner.clone(),
             upserts: HashMap::new(),
             deletes: HashSet::new(),
-            shards: 1,
         });
         // The schema after the commit is the last write's.
         plan.columns.clone_from(&write.columns);
         plan.key.clone_from(&write.key_column);
-        plan.owner = Some(write.owner.clone());
+        plan.owner = write.owner.clone();
         plan.upserts.extend(write.rows.iter().map(|(key, row)| (key.as_str(), row)));
     }
     for (table, keys) in commit.delete_rows.iter().filter(|(t, _)| !dropped.contains(t.as_str())) {
         if !plans.contains_key(table.as_str()) {
-            let Some(old) = manifest.tables.get(table) else { continue };
+            let Some(old) = live(table) else { continue };
             plans.insert(
                 table,
                 TablePlan {
                     name: table,
-                    old: Some(old.clone()),
                     columns: old.columns.clone(),
                     key: old.key.clone(),
                     owner: old.owner.clone(),
+                    old: Some(old),
                     upserts: HashMap::new(),
                     deletes: HashSet::new(),
-                    shards: 1,
                 },
             );
         }
@@ -64,45 +71,12 @@ pub(super) fn plan<'c>(commit: &'c Commit, manifest: &Manifest) -> Vec<TablePlan
             plan.deletes.extend(keys.iter().map(String::as_str));
         }
     }
-    let mut plans: Vec<TablePlan<'c>> = plans.into_values().collect();
-    for plan in &mut plans {
-        // An upper bound of the new row count (deleted and replaced rows are not known yet).
-        let bound = plan.old.as_ref().map_or(0, |old| old.rows).saturating_add(plan.upserts.len() as u64);
-        plan.shards = shard_count(bound);
+    // A key both upserted and deleted is deleted.
+    for plan in plans.values_mut() {
+        let deletes = &plan.deletes;
+        plan.upserts.retain(|k, _| !deletes.contains(k));
     }
-    plans
-}
-
-/// The manifest's tables after the commit, and the versions it supersedes.
-pub(super) fn next_tables(
-    manifest: &Manifest,
-    commit: &Commit,
-    plans: &[TablePlan<'_>],
-    counts: Vec<u64>,
-    version: &str,
-) -> (BTreeMap<String, TableEntry>, Vec<VersionRef>) {
-    let mut tables = manifest.tables.clone();
-    let mut superseded = Vec::new();
-    for name in &commit.drop_tables {
-        if let Some(old) = tables.remove(name) {
-            superseded.push(VersionRef { table: name.clone(), v: old.v, shards: old.shards });
-        }
-    }
-    for (plan, rows) in plans.iter().zip(counts) {
-        if let Some(old) = &plan.old {
-            superseded.push(VersionRef { table: plan.name.to_owned(), v: old.v.clone(), shards: old.shards });
-        }
-        let entry = TableEntry {
-            v: version.to_owned(),
-            columns: plan.columns.clone(),
-            key: plan.key.clone(),
-            rows,
-            shards: plan.shards,
-            owner: plan.owner.clone(),
-        };
-        tables.insert(plan.name.to_owned(), entry);
-    }
-    (tables, superseded)
+    plans.into_values().collect()
 }
 
 /// What the item layout cannot hold. The API validates names and keys first, so failing here
@@ -139,6 +113,7 @@ pub(super) fn validate(commit: &Commit) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::dynamodb::layout::{Entry, ATOMIC};
     use crate::tables::TableWrite;
 
     fn write(name: &str, keys: &[&str]) -> TableWrite {
@@ -169,27 +144,30 @@ mod tests {
 
     #[test]
     fn deletes_and_drops_win_and_unknown_tables_are_skipped() {
-        let old =
-            TableEntry { v: "c0.0".into(), columns: vec![], key: "id".into(), rows: 2500, shards: 3, owner: None };
-        let manifest = Manifest { rev: 1, exists: true, tables: BTreeMap::from([("t".to_owned(), old)]) };
+        let state = TableState {
+            dropped: false,
+            owner: TableOwner::Workspace { kind: "t".into() },
+            key: "id".into(),
+            columns: vec![],
+            rows: 2500,
+            base: None,
+            layers: vec![],
+        };
+        let catalog = Catalog::from([("t".to_owned(), Entry { table: "t".into(), rev: 1, txn: ATOMIC.into(), at: 0, state })]);
         let commit = Commit {
             id: "c1".into(),
             upserts: vec![write("t", &["a", "b"]), write("t", &["c"]), write("gone", &["x"])],
-            delete_rows: vec![("t".into(), vec!["b".into()]), ("nope".into(), vec!["x".into()])],
+            delete_rows: vec![("t".into(), vec!["b".into(), "z".into()]), ("nope".into(), vec!["x".into()])],
             drop_tables: vec!["gone".into()],
             ..Commit::default()
         };
-        let plans = plan(&commit, &manifest);
+        let plans = plan(&commit, &catalog);
         assert_eq!(plans.iter().map(|p| p.name).collect::<Vec<_>>(), ["t"]);
         let mut upserts: Vec<&str> = plans[0].upserts.keys().copied().collect();
         upserts.sort();
-        assert_eq!(upserts, ["a", "b", "c"]);
+        assert_eq!(upserts, ["a", "c"], "b is deleted in the same commit");
         assert!(plans[0].deletes.contains("b"));
-        assert_eq!(plans[0].shards, 3, "from the upper bound 2500 + 3");
-
-        let (tables, superseded) = next_tables(&manifest, &commit, &plans, vec![2502], "c1.1");
-        assert_eq!(tables["t"].v, "c1.1");
-        assert_eq!(tables["t"].rows, 2502);
-        assert_eq!(superseded, [VersionRef { table: "t".into(), v: "c0.0".into(), shards: 3 }]);
+        assert_eq!(plans[0].layer_items(), 4, "a, c and tombstones for b and z");
+        assert_eq!(plans[0].old.as_ref().map(|o| o.rows), Some(2500));
     }
 }

@@ -1,54 +1,218 @@
-//! Reading tables: the manifest first, then only the version it names.
+//! Reading tables: a snapshot holds the catalog of one revision; a table's rows are its parts
+//! (base, then layers oldest first) merged key by key, the newest part winning, tombstones
+//! hiding what is below them. Parts are immutable while any reader may hold them (compaction
+//! waits `SNAPSHOT_GRACE_SECS`), so no read re-checks anything.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
 
+use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::batch::{BATCH_GET_MAX, GET_CONCURRENCY};
-use super::layout::{
-    key_item, row_of_item, rows_pk, shard_of, short, Manifest, RowData, TableEntry, ATTR_BLOB, MANIFEST_SK,
-    MAX_KEY_BYTES,
-};
+use super::catalog::Catalog;
+use super::layout::{key_item, row_of_item, rows_pk, shard_of, short, Part, RowData, ATTR_BLOB, MAX_KEY_BYTES};
 use super::{s, store_error, DynamoStore, Item};
-use crate::store::{StoreError, StoreResult};
-use crate::tables::{Row, TableMeta, WsKey};
+use crate::store::{Snapshot, StoreError, StoreResult};
+use crate::tables::{Row, TableMeta};
 
-/// How often a read restarts when a commit replaced the table while it was being read.
-const READ_ATTEMPTS: usize = 4;
 /// Blob fetches in flight while resolving a page of rows.
 const BLOB_CONCURRENCY: usize = 8;
 
-/// One shard's side of the k-way merge in `read_rows`.
-struct ShardCursor {
+/// The tables of one workspace as of one revision.
+pub struct DynamoSnapshot {
+    pub(super) store: DynamoStore,
+    pub(super) ws_key: String,
+    /// `None`: no generation (no table was ever committed, or the workspace was deleted).
+    pub(super) cat_pk: Option<String>,
+    pub(super) rev: u64,
+    /// Live tables only.
+    pub(super) catalog: Catalog,
+    pub(super) metas: Vec<TableMeta>,
+}
+
+impl DynamoSnapshot {
+    fn view<'a>(&'a self, table: &'a str) -> Option<TableView<'a>> {
+        let entry = self.catalog.get(table)?;
+        Some(TableView {
+            store: &self.store,
+            ws_key: &self.ws_key,
+            cat_pk: self.cat_pk.as_deref()?,
+            table,
+            parts: entry.state.parts(),
+        })
+    }
+}
+
+#[async_trait]
+impl Snapshot for DynamoSnapshot {
+    fn revision(&self) -> u64 {
+        self.rev
+    }
+
+    fn tables(&self) -> &[TableMeta] {
+        &self.metas
+    }
+
+    async fn read_rows(&self, table: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Row)>> {
+        let Some(view) = self.view(table) else { return Ok(Vec::new()) };
+        let rows = view.merge(after, limit, false).await?;
+        self.store.resolve_rows(table, rows).await
+    }
+
+    async fn get_rows(&self, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
+        let Some(view) = self.view(table) else { return Ok(Vec::new()) };
+        let wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = view.get(&wanted).await?;
+        let live: Vec<(String, RowData)> =
+            found.into_iter().filter(|(_, data)| *data != RowData::Tombstone).collect();
+        let rows: HashMap<String, Row> = self.store.resolve_rows(table, live).await?.into_iter().collect();
+        // In the order asked for, as the SQLite adapter answers.
+        Ok(keys.iter().filter_map(|k| rows.get(k).map(|row| (k.clone(), row.clone()))).collect())
+    }
+}
+
+/// One table's parts, read together.
+pub(super) struct TableView<'a> {
+    pub store: &'a DynamoStore,
+    pub ws_key: &'a str,
+    pub cat_pk: &'a str,
+    pub table: &'a str,
+    /// Oldest first: a later part's item wins over an earlier one's for the same key.
+    pub parts: Vec<Part>,
+}
+
+/// One shard of one part in the merge.
+struct Cursor {
+    /// Index into `parts`: higher is newer.
+    part: usize,
+    shards: u32,
     pk: String,
     buf: VecDeque<(String, RowData)>,
     start: Option<Item>,
     done: bool,
 }
 
+impl TableView<'_> {
+    /// Up to `limit` rows strictly after `after` in key order, merged over the parts; tombstones
+    /// are dropped, or kept and counted (`keep_tombstones`, for folding layers). Each shard is
+    /// asked for about its share of what is missing and refilled only when it runs dry, so memory
+    /// stays at about `limit` rows plus one page per shard.
+    pub async fn merge(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep_tombstones: bool,
+    ) -> StoreResult<Vec<(String, RowData)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = after.filter(|a| !a.is_empty());
+        // No stored key is longer than DynamoDB's limit, but a cursor may be: query from its
+        // longest storable prefix and drop what is not strictly after the whole cursor.
+        let query_after = after.map(|a| truncate_bytes(a, MAX_KEY_BYTES));
+        let mut cursors: Vec<Cursor> = Vec::new();
+        for (index, part) in self.parts.iter().enumerate() {
+            for shard in 0..part.shards.max(1) {
+                cursors.push(Cursor {
+                    part: index,
+                    shards: part.shards.max(1),
+                    pk: rows_pk(self.cat_pk, self.table, &part.id, shard),
+                    buf: VecDeque::new(),
+                    start: None,
+                    done: false,
+                });
+            }
+        }
+        let mut out = Vec::with_capacity(limit.min(1000));
+        while out.len() < limit {
+            let dry: Vec<usize> = (0..cursors.len()).filter(|&i| cursors[i].buf.is_empty() && !cursors[i].done).collect();
+            if !dry.is_empty() {
+                let remaining = limit - out.len();
+                let pages = futures::future::join_all(dry.iter().map(|&i| {
+                    let c = &cursors[i];
+                    self.store.query_page(&c.pk, query_after, per_shard_limit(remaining, c.shards), c.start.clone(), false)
+                }))
+                .await;
+                for (&i, page) in dry.iter().zip(pages) {
+                    let (items, next) = page?;
+                    let cursor = &mut cursors[i];
+                    for mut item in items {
+                        let (key, data) = row_of_item(&mut item, self.table)?;
+                        if after.is_none_or(|a| key.as_str() > a) {
+                            cursor.buf.push_back((key, data));
+                        }
+                    }
+                    cursor.done = next.is_none();
+                    cursor.start = next;
+                }
+                continue;
+            }
+            let Some(smallest) = cursors.iter().filter_map(|c| c.buf.front().map(|(k, _)| k)).min().cloned() else {
+                break;
+            };
+            let mut newest: Option<(usize, RowData)> = None;
+            for cursor in cursors.iter_mut() {
+                if cursor.buf.front().is_some_and(|(k, _)| *k == smallest) {
+                    if let Some((_, data)) = cursor.buf.pop_front() {
+                        if newest.as_ref().is_none_or(|(part, _)| cursor.part > *part) {
+                            newest = Some((cursor.part, data));
+                        }
+                    }
+                }
+            }
+            match newest {
+                Some((_, RowData::Tombstone)) if !keep_tombstones => {}
+                Some((_, data)) => out.push((smallest, data)),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest item of each of `keys` over the parts (tombstones included); keys without one
+    /// are absent. Reads `keys × parts` items, in batches of 100.
+    pub async fn get(&self, keys: &[&str]) -> StoreResult<HashMap<String, RowData>> {
+        // Keys DynamoDB cannot store are simply absent; BatchGetItem refuses duplicates.
+        let mut seen = HashSet::new();
+        let wanted: Vec<&str> =
+            keys.iter().copied().filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES && seen.insert(*k)).collect();
+        if wanted.is_empty() || self.parts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut requests: Vec<Item> = Vec::with_capacity(wanted.len() * self.parts.len());
+        let mut part_of_pk: HashMap<String, usize> = HashMap::new();
+        for (index, part) in self.parts.iter().enumerate() {
+            for key in &wanted {
+                let pk = rows_pk(self.cat_pk, self.table, &part.id, shard_of(key, part.shards));
+                part_of_pk.entry(pk.clone()).or_insert(index);
+                requests.push(key_item(pk, *key));
+            }
+        }
+        let batches: Vec<Vec<Item>> = requests.chunks(BATCH_GET_MAX).map(<[Item]>::to_vec).collect();
+        let pages: Vec<Vec<Item>> = stream::iter(batches)
+            .map(|batch| self.store.batch_get(batch))
+            .buffer_unordered(GET_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut newest: HashMap<String, (usize, RowData)> = HashMap::new();
+        for mut item in pages.into_iter().flatten() {
+            let part = match item.get("PK") {
+                Some(aws_sdk_dynamodb::types::AttributeValue::S(pk)) => part_of_pk.get(pk).copied(),
+                _ => None,
+            };
+            let Some(part) = part else {
+                return Err(StoreError::Internal(format!("a row of table {} came back from an unasked part", self.table)));
+            };
+            let (key, data) = row_of_item(&mut item, self.table)?;
+            if newest.get(&key).is_none_or(|(p, _)| part > *p) {
+                newest.insert(key, (part, data));
+            }
+        }
+        Ok(newest.into_iter().map(|(k, (_, data))| (k, data)).collect())
+    }
+}
+
 impl DynamoStore {
-    /// The manifest, consistently read (absent = no tables).
-    pub(super) async fn manifest(&self, ws_key: &str) -> StoreResult<Manifest> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(ws_key))
-            .key("SK", s(MANIFEST_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        Manifest::from_item(ws_key, out.item.as_ref())
-    }
-
-    /// Whether the manifest still names `version` for `table`: then no garbage collection of
-    /// that version can have started, so what was read from it is whole.
-    async fn still_current(&self, ws_key: &str, table: &str, version: &str) -> StoreResult<bool> {
-        Ok(self.manifest(ws_key).await?.names(table, version))
-    }
-
     /// One page of a partition, in key order, strictly after `after`; `keys_only` projects
     /// `PK`, `SK` and `blob` (what deleting needs).
     pub(super) async fn query_page(
@@ -100,170 +264,18 @@ impl DynamoStore {
         Ok(out.item.is_some())
     }
 
-    pub(super) async fn list_tables_impl(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
-        Ok(self.manifest(&ws.key()).await?.metas())
-    }
-
-    pub(super) async fn read_rows_impl(
+    /// Parses rows, fetching the ones stored as blobs. Tombstones are an error here: callers
+    /// filter them first.
+    pub(super) async fn resolve_rows(
         &self,
-        ws: &WsKey,
         table: &str,
-        after: Option<&str>,
-        limit: usize,
+        rows: Vec<(String, RowData)>,
     ) -> StoreResult<Vec<(String, Row)>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let ws_key = ws.key();
-        let ws_key = ws_key.as_str();
-        let read = self
-            .read_stable(ws_key, table, |entry| async move {
-                let rows = self.merge_shards(ws_key, table, &entry, after, limit).await?;
-                self.resolve_rows(table, rows).await
-            })
-            .await?;
-        Ok(read.unwrap_or_default())
-    }
-
-    /// Runs `read` on the version of `table` the manifest names, then checks the manifest still
-    /// names it (invariant 5: a commit and its cleanup may have raced the read), retrying a few
-    /// times. `None` when the table does not exist.
-    async fn read_stable<T, F, Fut>(&self, ws_key: &str, table: &str, read: F) -> StoreResult<Option<T>>
-    where
-        F: Fn(TableEntry) -> Fut,
-        Fut: Future<Output = StoreResult<T>>,
-    {
-        for _ in 0..READ_ATTEMPTS {
-            let manifest = self.manifest(ws_key).await?;
-            let Some(entry) = manifest.tables.get(table) else { return Ok(None) };
-            let result = read(entry.clone()).await;
-            // Checked even after an error: a blob that vanished mid-read is a race, not damage.
-            if self.still_current(ws_key, table, &entry.v).await? {
-                return result.map(Some);
-            }
-        }
-        Err(StoreError::Unavailable(format!("table {table} kept changing while being read; retry")))
-    }
-
-    /// Merges the version's shards by key: every shard not yet exhausted keeps a few rows
-    /// buffered, and the smallest buffered key is the next row overall. Keys are hashed over the
-    /// shards, so each is asked for about its share of `limit` (plus a margin) and refilled only
-    /// when it runs dry; memory stays at about `limit` rows plus one page per shard.
-    async fn merge_shards(
-        &self,
-        ws_key: &str,
-        table: &str,
-        entry: &TableEntry,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, RowData)>> {
-        let after = after.filter(|a| !a.is_empty());
-        // No stored key is longer than DynamoDB's limit, but a cursor may be: query from its
-        // longest storable prefix and drop what is not strictly after the whole cursor.
-        let query_after = after.map(|a| truncate_bytes(a, MAX_KEY_BYTES));
-        let shards = entry.shards.max(1);
-        let mut cursors: Vec<ShardCursor> = (0..shards)
-            .map(|shard| ShardCursor {
-                pk: rows_pk(ws_key, table, &entry.v, shard),
-                buf: VecDeque::new(),
-                start: None,
-                done: false,
-            })
-            .collect();
-        let mut out = Vec::with_capacity(limit.min(1000));
-        while out.len() < limit {
-            let dry: Vec<usize> =
-                (0..cursors.len()).filter(|&i| cursors[i].buf.is_empty() && !cursors[i].done).collect();
-            if !dry.is_empty() {
-                let want = per_shard_limit(limit - out.len(), shards);
-                let pages = futures::future::join_all(
-                    dry.iter()
-                        .map(|&i| self.query_page(&cursors[i].pk, query_after, want, cursors[i].start.clone(), false)),
-                )
-                .await;
-                for (&i, page) in dry.iter().zip(pages) {
-                    let (items, next) = page?;
-                    let cursor = &mut cursors[i];
-                    for mut item in items {
-                        let (key, data) = row_of_item(&mut item, table)?;
-                        if after.is_none_or(|a| key.as_str() > a) {
-                            cursor.buf.push_back((key, data));
-                        }
-                    }
-                    cursor.done = next.is_none();
-                    cursor.start = next;
-                }
-                continue;
-            }
-            let smallest = (0..cursors.len())
-                .filter_map(|i| cursors[i].buf.front().map(|(key, _)| (key, i)))
-                .min_by(|a, b| a.0.cmp(b.0))
-                .map(|(_, i)| i);
-            let Some(i) = smallest else { break };
-            if let Some(row) = cursors[i].buf.pop_front() {
-                out.push(row);
-            }
-        }
-        Ok(out)
-    }
-
-    pub(super) async fn get_rows_impl(
-        &self,
-        ws: &WsKey,
-        table: &str,
-        keys: &[String],
-    ) -> StoreResult<Vec<(String, Row)>> {
-        // Keys DynamoDB cannot store are simply absent; BatchGetItem refuses duplicates.
-        let mut seen = HashSet::new();
-        let wanted: Vec<&str> = keys
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES && seen.insert(*k))
-            .collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ws_key = ws.key();
-        let (ws_key, wanted) = (ws_key.as_str(), &wanted);
-        let read = self
-            .read_stable(ws_key, table, |entry| async move {
-                let batches: Vec<Vec<Item>> = wanted
-                    .chunks(BATCH_GET_MAX)
-                    .map(|chunk| {
-                        chunk
-                            .iter()
-                            .map(|k| key_item(rows_pk(ws_key, table, &entry.v, shard_of(k, entry.shards)), *k))
-                            .collect()
-                    })
-                    .collect();
-                let pages: Vec<Vec<Item>> = stream::iter(batches)
-                    .map(|batch| self.batch_get(batch))
-                    .buffer_unordered(GET_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                let rows = pages
-                    .into_iter()
-                    .flatten()
-                    .map(|mut item| row_of_item(&mut item, table))
-                    .collect::<StoreResult<Vec<_>>>()?;
-                self.resolve_rows(table, rows).await
-            })
-            .await?;
-        let found: HashMap<String, Row> = read.unwrap_or_default().into_iter().collect();
-        // In the order asked for, as the SQLite adapter answers.
-        Ok(keys.iter().filter_map(|k| found.get(k).map(|row| (k.clone(), row.clone()))).collect())
-    }
-
-    /// Parses rows, fetching the ones stored as blobs.
-    async fn resolve_rows(&self, table: &str, rows: Vec<(String, RowData)>) -> StoreResult<Vec<(String, Row)>> {
         stream::iter(rows)
             .map(|(key, data)| async move {
                 let text = self.row_text(table, &key, data).await?;
                 let row = serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Internal(format!(
-                        "stored row {} of table {table} is not a JSON object: {e}",
-                        short(&key)
-                    ))
+                    StoreError::Internal(format!("stored row {} of table {table} is not a JSON object: {e}", short(&key)))
                 })?;
                 Ok((key, row))
             })
@@ -277,6 +289,9 @@ impl DynamoStore {
         let blob = match data {
             RowData::Inline(text) => return Ok(text),
             RowData::Blob(blob) => blob,
+            RowData::Tombstone => {
+                return Err(StoreError::Internal(format!("row {} of table {table} is a tombstone", short(key))))
+            }
         };
         let bytes = self.blobs(table, key)?.get_blob(&blob).await?.ok_or_else(|| {
             StoreError::Internal(format!("row {} of table {table}: its blob {blob} is missing", short(key)))

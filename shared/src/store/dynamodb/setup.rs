@@ -18,21 +18,28 @@ impl DynamoStore {
     /// Creates the table with the layout above (on-demand billing) unless it exists, waits until
     /// it and its index are ACTIVE and turns TTL on. An existing table with another key layout is
     /// an error rather than a silent mismatch. For tests and local runs; AWS gets it from the
-    /// template.
+    /// template. A table it creates records this build's storage layout; an existing one keeps
+    /// whatever it records.
     pub async fn create_table_if_missing(&self) -> StoreResult<()> {
-        match self.client.describe_table().table_name(&self.table).send().await {
+        let created = match self.client.describe_table().table_name(&self.table).send().await {
             Ok(out) => {
                 if let Some(table) = out.table() {
-                    check_layout(&self.table, table)?;
+                    check_key_schema(&self.table, table)?;
                 }
+                false
             }
             Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
                 self.create_table().await?;
+                true
             }
             Err(e) => return Err(store_error("DescribeTable", e)),
-        }
+        };
         self.wait_until_active().await?;
-        self.enable_ttl().await
+        self.enable_ttl().await?;
+        if created {
+            self.record_layout().await?;
+        }
+        Ok(())
     }
 
     async fn create_table(&self) -> StoreResult<()> {
@@ -134,7 +141,7 @@ impl DynamoStore {
 
 /// Refuses to run against a table whose keys are not ours: writes would fail anyway, later
 /// and less clearly.
-fn check_layout(name: &str, table: &TableDescription) -> StoreResult<()> {
+fn check_key_schema(name: &str, table: &TableDescription) -> StoreResult<()> {
     let keys = |schema: &[KeySchemaElement]| -> Vec<(String, KeyType)> {
         schema.iter().map(|k| (k.attribute_name().to_owned(), k.key_type().clone())).collect()
     };
