@@ -30,9 +30,9 @@
 //!
 //! Invariants:
 //!
-//! 1. Readers see only what the manifest names. `list_tables`, `read_rows` and `get_rows` read
-//!    the manifest (consistently) first, then only the version it names for the table, so rows of
-//!    uncommitted or superseded versions are invisible by construction.
+//! 1. Readers see only what the manifest names. A snapshot reads the manifest (consistently)
+//!    once; `read_rows` and `get_rows` then read only the version it names for the table, so rows
+//!    of uncommitted or superseded versions are invisible by construction.
 //! 2. A commit becomes visible in exactly one write: a TransactWriteItems that puts the manifest
 //!    on condition `rev` is still the one it started from (`attribute_not_exists` when there was
 //!    none), creates the workspace when asked (a Put conditional on its absence, or a condition
@@ -48,15 +48,14 @@
 //!    is over 20 minutes old (no commit runs that long: Lambda stops at 15) and after marking it
 //!    `aborting` on condition it is unchanged, so an abort and a retry of the same commit never
 //!    interleave (the retry refreshes the pending record or finds it aborting and gets `Conflict`).
-//! 5. A read that raced a commit and its garbage collection is retried: after reading, the
-//!    manifest is read again, and only if it still names the version read is the answer returned
-//!    (collection of a version starts only after the manifest stops naming it).
+//! 5. Interim: a snapshot held while a later commit replaces one of its tables reads a version
+//!    that collection may already be deleting (collection starts right after the commit); the
+//!    rewrite keeps superseded versions for `SNAPSHOT_GRACE_SECS`.
 //! 6. Every version has its own blobs, so collecting one version never breaks another.
 //!
-//! Round trips: `list_tables` 1. `read_rows` 1 + one Query per shard (in parallel, each asking
+//! Round trips: `snapshot` 1. `read_rows` one Query per shard (in parallel, each asking
 //! for its share of `limit` plus a margin; a shard that runs dry before the page is full is
-//! queried again) + 1 manifest re-read. `get_rows`: 1, ⌈keys / 100⌉ BatchGetItem (8 in
-//! flight), 1. `commit`: 1 round of 2–3 in parallel (manifest GetItem, commit-record Query, and the
+//! queried again). `get_rows`: ⌈keys / 100⌉ BatchGetItem (8 in flight). `commit`: 1 round of 2–3 in parallel (manifest GetItem, commit-record Query, and the
 //! workspace GetItem when `create_workspace`), 1 record PutItem, the current versions of the
 //! touched tables read (1 Query per 1,000 rows per shard, overlapped with writing), ⌈rows / 25⌉
 //! BatchWriteItem (32 in flight), 1 TransactWriteItems, then collection: the superseded
@@ -81,9 +80,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeySchemaElement, KeyType, ReturnV
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
 
-use super::{Blobs, Store, StoreError, StoreResult};
+use super::{Blobs, Snapshot, StoreError, StoreResult, Tables, Workspaces};
 use crate::model::{list_key, Owner, Scope, Workspace, WorkspaceDraft};
-use crate::tables::{Commit, Row, TableMeta, WsKey};
+use crate::tables::{Commit, WsKey};
 
 mod batch;
 mod commit;
@@ -111,7 +110,7 @@ pub struct DynamoStore {
     table: String,
     /// Where rows over `layout::INLINE_ROW_MAX` go; `None`: such rows are refused.
     blobs: Option<Arc<dyn Blobs>>,
-    /// See `Store::inject_commit_fault`.
+    /// See `Faults::inject_commit_fault` (set only with the `faults` feature).
     fault_after_rows: Arc<Mutex<Option<usize>>>,
 }
 
@@ -155,7 +154,7 @@ impl DynamoStore {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl Workspaces for DynamoStore {
     /// One UpdateItem: creates or updates in place; `if_not_exists` keeps `author` and
     /// `created_at` of an existing item without a read first.
     async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
@@ -267,32 +266,29 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
-        self.list_tables_impl(ws).await
-    }
-
-    async fn read_rows(
-        &self,
-        ws: &WsKey,
-        table: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, Row)>> {
-        self.read_rows_impl(ws, table, after, limit).await
-    }
-
-    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
-        self.get_rows_impl(ws, table, keys).await
-    }
-
-    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
-        self.commit_impl(ws, commit).await
-    }
-
     async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
         self.delete_workspace_impl(owner, id).await
     }
+}
 
+#[async_trait]
+impl Tables for DynamoStore {
+    /// The manifest, read once: the snapshot reads the versions it names. Interim: those are
+    /// collected right after the commit that supersedes them, so a snapshot held across a commit
+    /// of a table it reads may find that table's rows gone.
+    async fn snapshot(&self, ws: &WsKey) -> StoreResult<Box<dyn Snapshot>> {
+        let ws_key = ws.key();
+        let manifest = self.manifest(&ws_key).await?;
+        Ok(Box::new(read::DynamoSnapshot::new(self.clone(), ws_key, manifest)))
+    }
+
+    async fn commit(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64> {
+        self.commit_impl(ws, base, commit).await
+    }
+}
+
+#[cfg(feature = "faults")]
+impl super::Faults for DynamoStore {
     fn inject_commit_fault(&self, after_rows: Option<usize>) {
         if let Ok(mut f) = self.fault_after_rows.lock() {
             *f = after_rows;

@@ -28,7 +28,9 @@ const RECORD_TTL_SECS: u64 = 24 * 3600;
 const COPY_PAGE: usize = 1000;
 
 impl DynamoStore {
-    pub(super) async fn commit_impl(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
+    /// Applies `commit` on top of revision `base`; the new revision. `Conflict` when the manifest
+    /// has moved past `base` (the transaction below conditions on the revision read here too).
+    pub(super) async fn commit_impl(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64> {
         validate(&commit)?;
         let fault = self.fault()?;
         let ws_key = ws.key();
@@ -43,6 +45,9 @@ impl DynamoStore {
             },
             self.records(&ws_key),
         )?;
+        if manifest.rev != base {
+            return Err(StoreError::Conflict(CHANGED.into()));
+        }
         self.sweep(&ws_key, &manifest, records).await;
 
         let rev0 = manifest.rev;
@@ -81,7 +86,7 @@ impl DynamoStore {
         {
             tracing::warn!(error = %e, ws = %ws_key, %version, "collecting superseded versions failed; the sweep will retry");
         }
-        Ok(())
+        Ok(rev0 + 1)
     }
 
     /// Every table's new version; the row counts, in `plans` order. The tables are written

@@ -1,8 +1,8 @@
-//! Reading tables: the manifest first, then only the version it names.
+//! Reading tables: the manifest once, when the snapshot is taken, then only the versions it names.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
 
+use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::batch::{BATCH_GET_MAX, GET_CONCURRENCY};
@@ -11,11 +11,9 @@ use super::layout::{
     MAX_KEY_BYTES,
 };
 use super::{s, store_error, DynamoStore, Item};
-use crate::store::{StoreError, StoreResult};
-use crate::tables::{Row, TableMeta, WsKey};
+use crate::store::{Snapshot, StoreError, StoreResult};
+use crate::tables::{Row, TableMeta};
 
-/// How often a read restarts when a commit replaced the table while it was being read.
-const READ_ATTEMPTS: usize = 4;
 /// Blob fetches in flight while resolving a page of rows.
 const BLOB_CONCURRENCY: usize = 8;
 
@@ -41,12 +39,6 @@ impl DynamoStore {
             .await
             .map_err(|e| store_error("GetItem", e))?;
         Manifest::from_item(ws_key, out.item.as_ref())
-    }
-
-    /// Whether the manifest still names `version` for `table`: then no garbage collection of
-    /// that version can have started, so what was read from it is whole.
-    async fn still_current(&self, ws_key: &str, table: &str, version: &str) -> StoreResult<bool> {
-        Ok(self.manifest(ws_key).await?.names(table, version))
     }
 
     /// One page of a partition, in key order, strictly after `after`; `keys_only` projects
@@ -98,51 +90,6 @@ impl DynamoStore {
             .await
             .map_err(|e| store_error("GetItem", e))?;
         Ok(out.item.is_some())
-    }
-
-    pub(super) async fn list_tables_impl(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
-        Ok(self.manifest(&ws.key()).await?.metas())
-    }
-
-    pub(super) async fn read_rows_impl(
-        &self,
-        ws: &WsKey,
-        table: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, Row)>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let ws_key = ws.key();
-        let ws_key = ws_key.as_str();
-        let read = self
-            .read_stable(ws_key, table, |entry| async move {
-                let rows = self.merge_shards(ws_key, table, &entry, after, limit).await?;
-                self.resolve_rows(table, rows).await
-            })
-            .await?;
-        Ok(read.unwrap_or_default())
-    }
-
-    /// Runs `read` on the version of `table` the manifest names, then checks the manifest still
-    /// names it (invariant 5: a commit and its cleanup may have raced the read), retrying a few
-    /// times. `None` when the table does not exist.
-    async fn read_stable<T, F, Fut>(&self, ws_key: &str, table: &str, read: F) -> StoreResult<Option<T>>
-    where
-        F: Fn(TableEntry) -> Fut,
-        Fut: Future<Output = StoreResult<T>>,
-    {
-        for _ in 0..READ_ATTEMPTS {
-            let manifest = self.manifest(ws_key).await?;
-            let Some(entry) = manifest.tables.get(table) else { return Ok(None) };
-            let result = read(entry.clone()).await;
-            // Checked even after an error: a blob that vanished mid-read is a race, not damage.
-            if self.still_current(ws_key, table, &entry.v).await? {
-                return result.map(Some);
-            }
-        }
-        Err(StoreError::Unavailable(format!("table {table} kept changing while being read; retry")))
     }
 
     /// Merges the version's shards by key: every shard not yet exhausted keeps a few rows
@@ -207,53 +154,6 @@ impl DynamoStore {
         Ok(out)
     }
 
-    pub(super) async fn get_rows_impl(
-        &self,
-        ws: &WsKey,
-        table: &str,
-        keys: &[String],
-    ) -> StoreResult<Vec<(String, Row)>> {
-        // Keys DynamoDB cannot store are simply absent; BatchGetItem refuses duplicates.
-        let mut seen = HashSet::new();
-        let wanted: Vec<&str> = keys
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES && seen.insert(*k))
-            .collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ws_key = ws.key();
-        let (ws_key, wanted) = (ws_key.as_str(), &wanted);
-        let read = self
-            .read_stable(ws_key, table, |entry| async move {
-                let batches: Vec<Vec<Item>> = wanted
-                    .chunks(BATCH_GET_MAX)
-                    .map(|chunk| {
-                        chunk
-                            .iter()
-                            .map(|k| key_item(rows_pk(ws_key, table, &entry.v, shard_of(k, entry.shards)), *k))
-                            .collect()
-                    })
-                    .collect();
-                let pages: Vec<Vec<Item>> = stream::iter(batches)
-                    .map(|batch| self.batch_get(batch))
-                    .buffer_unordered(GET_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                let rows = pages
-                    .into_iter()
-                    .flatten()
-                    .map(|mut item| row_of_item(&mut item, table))
-                    .collect::<StoreResult<Vec<_>>>()?;
-                self.resolve_rows(table, rows).await
-            })
-            .await?;
-        let found: HashMap<String, Row> = read.unwrap_or_default().into_iter().collect();
-        // In the order asked for, as the SQLite adapter answers.
-        Ok(keys.iter().filter_map(|k| found.get(k).map(|row| (k.clone(), row.clone()))).collect())
-    }
-
     /// Parses rows, fetching the ones stored as blobs.
     async fn resolve_rows(&self, table: &str, rows: Vec<(String, RowData)>) -> StoreResult<Vec<(String, Row)>> {
         stream::iter(rows)
@@ -283,6 +183,75 @@ impl DynamoStore {
         })?;
         String::from_utf8(bytes)
             .map_err(|_| StoreError::Internal(format!("row {} of table {table}: blob {blob} is not UTF-8", short(key))))
+    }
+}
+
+/// A workspace's tables as one manifest named them.
+pub(super) struct DynamoSnapshot {
+    store: DynamoStore,
+    ws_key: String,
+    manifest: Manifest,
+    metas: Vec<TableMeta>,
+}
+
+impl DynamoSnapshot {
+    pub(super) fn new(store: DynamoStore, ws_key: String, manifest: Manifest) -> Self {
+        let metas = manifest.metas();
+        Self { store, ws_key, manifest, metas }
+    }
+}
+
+#[async_trait]
+impl Snapshot for DynamoSnapshot {
+    fn revision(&self) -> u64 {
+        self.manifest.rev
+    }
+
+    fn tables(&self) -> &[TableMeta] {
+        &self.metas
+    }
+
+    async fn read_rows(&self, table: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Row)>> {
+        let Some(entry) = self.manifest.tables.get(table).filter(|_| limit > 0) else { return Ok(Vec::new()) };
+        let rows = self.store.merge_shards(&self.ws_key, table, entry, after, limit).await?;
+        self.store.resolve_rows(table, rows).await
+    }
+
+    async fn get_rows(&self, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
+        let Some(entry) = self.manifest.tables.get(table) else { return Ok(Vec::new()) };
+        // Keys DynamoDB cannot store are simply absent; BatchGetItem refuses duplicates.
+        let mut seen = HashSet::new();
+        let wanted: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES && seen.insert(*k))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (store, ws_key) = (&self.store, self.ws_key.as_str());
+        let batches: Vec<Vec<Item>> = wanted
+            .chunks(BATCH_GET_MAX)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|k| key_item(rows_pk(ws_key, table, &entry.v, shard_of(k, entry.shards)), *k))
+                    .collect()
+            })
+            .collect();
+        let pages: Vec<Vec<Item>> = stream::iter(batches)
+            .map(|batch| store.batch_get(batch))
+            .buffer_unordered(GET_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let rows = pages
+            .into_iter()
+            .flatten()
+            .map(|mut item| row_of_item(&mut item, table))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let found: HashMap<String, Row> = store.resolve_rows(table, rows).await?.into_iter().collect();
+        // In the order asked for, as the SQLite adapter answers.
+        Ok(keys.iter().filter_map(|k| found.get(k).map(|row| (k.clone(), row.clone()))).collect())
     }
 }
 
