@@ -1,7 +1,8 @@
 //! What IAM must allow, declared next to the code that needs it, in two tables:
 //!
-//! - [`Op::needs`]: each storage operation (a method of `Store`, `Blobs` or `BundleStore`) →
-//!   the IAM actions, with resources, its DynamoDB / S3 adapter needs;
+//! - [`Op::needs`]: each storage operation (a method of `Workspaces`, `Tables`, `Snapshot`,
+//!   `Blobs` or `BundleStore`) → the IAM actions, with resources, its DynamoDB / S3 adapter
+//!   needs;
 //! - [`FUNCTIONS`]: each Lambda function → the operations its handler reaches.
 //!
 //! Three tests keep them honest: `tests/tests/iam_calls.rs` drives every operation against
@@ -95,14 +96,14 @@ macro_rules! ops {
 }
 
 ops! {
-    SaveWorkspace => "Store::save_workspace",
-    GetWorkspace => "Store::get_workspace",
-    ListWorkspaces => "Store::list_workspaces",
-    ListTables => "Store::list_tables",
-    ReadRows => "Store::read_rows",
-    GetRows => "Store::get_rows",
-    Commit => "Store::commit",
-    DeleteWorkspace => "Store::delete_workspace",
+    SaveWorkspace => "Workspaces::save_workspace",
+    GetWorkspace => "Workspaces::get_workspace",
+    ListWorkspaces => "Workspaces::list_workspaces",
+    ListTables => "Tables::snapshot",
+    ReadRows => "Snapshot::read_rows",
+    GetRows => "Snapshot::get_rows",
+    Commit => "Tables::commit",
+    DeleteWorkspace => "Workspaces::delete_workspace",
     PutBlob => "Blobs::put_blob",
     GetBlob => "Blobs::get_blob",
     DeleteBlob => "Blobs::delete_blob",
@@ -146,17 +147,12 @@ impl Op {
             Op::SaveWorkspace => calls(const { &[table("dynamodb:UpdateItem")] }),
             Op::GetWorkspace | Op::ListTables => calls(const { &[table("dynamodb:GetItem")] }),
             Op::ListWorkspaces => calls(const { &[LIST_QUERY] }),
-            // Manifest before and after, the version's shards, oversized rows from their blobs.
-            Op::ReadRows => Needs {
-                calls: const { &[table("dynamodb:GetItem"), table("dynamodb:Query")] },
-                implied: &[],
-                via: &[Op::GetBlob],
-            },
-            Op::GetRows => Needs {
-                calls: const { &[table("dynamodb:GetItem"), table("dynamodb:BatchGetItem")] },
-                implied: &[],
-                via: &[Op::GetBlob],
-            },
+            // `ListTables` is taking a snapshot: the manifest, read once. Its reads then go to the
+            // versions it names: the shards, oversized rows from their blobs.
+            Op::ReadRows => Needs { calls: const { &[table("dynamodb:Query")] }, implied: &[], via: &[Op::GetBlob] },
+            Op::GetRows => {
+                Needs { calls: const { &[table("dynamodb:BatchGetItem")] }, implied: &[], via: &[Op::GetBlob] }
+            }
             // Writes new rows' blobs, copies kept ones (read + write), collects superseded ones.
             Op::Commit => Needs { calls: WRITE_PATH, implied: &[], via: &[Op::PutBlob, Op::GetBlob, Op::DeleteBlob] },
             Op::DeleteWorkspace => Needs { calls: WRITE_PATH, implied: &[], via: &[Op::DeleteBlob] },
@@ -249,8 +245,8 @@ pub const FUNCTIONS: &[Function] = &[
     deployed("import-tables", &[Op::Get, Op::GetWorkspace, Op::ListTables, Op::ReadRows, Op::GetRows, Op::Commit]),
     deployed("create-bundle-upload", &[Op::Sweep, Op::UploadUrl]),
     deployed("save-project", &[Op::GetWorkspace, Op::GetRows, Op::ListTables, Op::Commit]),
-    deployed("list-projects", &[Op::GetWorkspace, Op::ReadRows]),
-    deployed("load-project", &[Op::GetWorkspace, Op::GetRows]),
+    deployed("list-projects", &[Op::GetWorkspace, Op::ListTables, Op::ReadRows]),
+    deployed("load-project", &[Op::GetWorkspace, Op::ListTables, Op::GetRows]),
     deployed("cleanup-project", &[Op::GetWorkspace, Op::GetRows, Op::ReadRows, Op::ListTables, Op::Commit]),
     local_only("download-bundle", &[Op::OpenStream]),
     local_only("upload-bundle", &[Op::CreateUpload]),

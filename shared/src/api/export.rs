@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::model::{now_timestamp, validate_id, Principal, Scope};
 use crate::naming::projects_table;
 use crate::secrets;
+use crate::store::Snapshot;
 use crate::tables::{TableMeta, WsKey};
 
 /// Rows read from the store per page while streaming a table: about 2 MB of typical rows in
@@ -56,13 +57,22 @@ pub async fn export_tables(app: &App, principal: &Principal, call: &Call) -> Res
     }
 
     super::bundles::sweep_expired(app, principal).await;
-    let layout = Layout::read(app, principal, &ws).await?;
+    // One revision for the whole bundle: the table list, the projects and every page of rows.
+    let snapshot = app.store.snapshot(&ws).await?;
+    let layout = Layout::read(&*snapshot, principal, &ws).await?;
     let key = bundle_key(&tenant(principal), &new_bundle_id());
     let limit = app.config.inline_limit_bytes.saturating_sub(ENVELOPE_BYTES);
-    let mut out =
-        Exporter { app, ws: &ws, include_secrets, sink: Sink::new(app, key, limit), summary: Totals::default() };
+    let mut out = Exporter {
+        app,
+        snapshot: &*snapshot,
+        ws: &ws,
+        include_secrets,
+        sink: Sink::new(app, key, limit),
+        summary: Totals::default(),
+    };
     let result = out.write_bundle(&layout, scope, workspace_id, &super::workspaces::workspace_json(&record)).await;
     let Exporter { sink, summary, .. } = out;
+    drop(snapshot);
     if let Err(e) = result {
         sink.abort().await;
         return Err(e);
@@ -117,15 +127,15 @@ struct Layout {
 }
 
 impl Layout {
-    async fn read(app: &App, principal: &Principal, ws: &WsKey) -> Result<Self, ApiError> {
-        let tables = app.store.list_tables(ws).await?;
+    async fn read(snapshot: &dyn Snapshot, principal: &Principal, ws: &WsKey) -> Result<Self, ApiError> {
+        let tables = snapshot.tables().to_vec();
         let projects_name = projects_table(&ws.workspace_id);
         let mut projects: Vec<(String, Value, Vec<TableMeta>)> = Vec::new();
         let mut hidden = HashSet::new();
         if tables.iter().any(|t| t.name == projects_name) {
             let mut after: Option<String> = None;
             loop {
-                let page = app.store.read_rows(ws, &projects_name, after.as_deref(), PAGE_ROWS).await?;
+                let page = snapshot.read_rows(&projects_name, after.as_deref(), PAGE_ROWS).await?;
                 for (pid, row) in &page {
                     if visible(row, principal, ws) {
                         projects.push((pid.clone(), row.get("scope").cloned().unwrap_or(Value::Null), Vec::new()));
@@ -187,15 +197,17 @@ impl Totals {
     }
 }
 
-struct Exporter<'a> {
+/// `'s`: the snapshot, released before the bundle is finished.
+struct Exporter<'a, 's> {
     app: &'a App,
+    snapshot: &'s dyn Snapshot,
     ws: &'a WsKey,
     include_secrets: bool,
     sink: Sink<'a>,
     summary: Totals,
 }
 
-impl Exporter<'_> {
+impl Exporter<'_, '_> {
     async fn write_bundle(
         &mut self,
         layout: &Layout,
@@ -271,7 +283,7 @@ impl Exporter<'_> {
         let mut count = 0u64;
         let mut after: Option<String> = None;
         loop {
-            let page = self.app.store.read_rows(self.ws, &table.name, after.as_deref(), PAGE_ROWS).await?;
+            let page = self.snapshot.read_rows(&table.name, after.as_deref(), PAGE_ROWS).await?;
             let full = page.len() == PAGE_ROWS;
             after = page.last().map(|(k, _)| k.clone());
             for (key, row) in page {

@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::model::Principal;
+use crate::store::{Snapshot, StoreError, Tables};
+use crate::tables::{Commit, WsKey};
 
 pub mod body;
 pub mod bundles;
@@ -84,5 +86,36 @@ where
     type Future = Fut;
     fn handle(self, app: &'a App, principal: &'a Principal, call: &'a Call) -> Fut {
         self(app, principal, call)
+    }
+}
+
+/// How many times a read → decide → commit runs before a lost race is answered 409.
+pub const COMMIT_ATTEMPTS: usize = 5;
+
+/// Reads `ws` through a fresh snapshot, lets `decide` work out from it what to commit (`None`:
+/// nothing) and what to answer, and commits that on top of the snapshot's revision. When another
+/// write got in first (`Conflict`), it all runs again on a new snapshot, so nothing is decided on
+/// stale reads; after [`COMMIT_ATTEMPTS`] lost races the conflict is the answer (409).
+///
+/// `decide` must take everything it reads about the tables from the snapshot it is given, and
+/// keep its commit id across attempts (the id names the change, not the attempt). Its own errors
+/// end the loop at once.
+pub async fn retry_on_conflict<T, F, Fut>(tables: &dyn Tables, ws: &WsKey, mut decide: F) -> Result<T, ApiError>
+where
+    F: FnMut(Box<dyn Snapshot>) -> Fut,
+    Fut: Future<Output = Result<(Option<Commit>, T), ApiError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let snapshot = tables.snapshot(ws).await?;
+        let base = snapshot.revision();
+        // The snapshot goes with `decide`, so it is released before the commit.
+        let (commit, answer) = decide(snapshot).await?;
+        let Some(commit) = commit else { return Ok(answer) };
+        match tables.commit(ws, base, commit).await {
+            Ok(_) => return Ok(answer),
+            Err(StoreError::Conflict(_)) if attempt < COMMIT_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
     }
 }

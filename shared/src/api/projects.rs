@@ -5,12 +5,13 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{body, paging, Reply};
+use super::{body, paging, retry_on_conflict, Reply};
 use crate::api::Call;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::model::{check_metadata, new_id, now_timestamp, validate_id, Principal, Scope};
 use crate::naming::projects_table;
+use crate::store::Snapshot;
 use crate::tables::{catalog_bytes, Column, Commit, Row, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
 
 pub const PROJECT_KEY: &str = "project_id";
@@ -89,8 +90,8 @@ pub fn project_json(row: &Row) -> Value {
     })
 }
 
-async fn get_project(app: &App, ws: &WsKey, id: &str) -> Result<Option<Row>, ApiError> {
-    let rows = app.store.get_rows(ws, &projects_table(&ws.workspace_id), &[id.to_owned()]).await?;
+async fn get_project(snapshot: &dyn Snapshot, ws: &WsKey, id: &str) -> Result<Option<Row>, ApiError> {
+    let rows = snapshot.get_rows(&projects_table(&ws.workspace_id), &[id.to_owned()]).await?;
     Ok(rows.into_iter().next().map(|(_, r)| r))
 }
 
@@ -136,65 +137,89 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         }
         None => new_id("", 11),
     };
-    let existing = get_project(app, &ws, &id).await?;
-    if let Some(row) = &existing {
-        if !visible(row, principal, &ws) {
-            // The id is taken by another member's private project in this shared workspace.
-            return Err(ApiError::conflict(format!("Project id '{id}' is already in use in this workspace")));
+    let save = ProjectSave { id, name, description, metadata, scope };
+    // One id for the change, whichever attempt lands it.
+    let commit_id = format!("project-{}", crate::model::new_id("", 16));
+    let (save, ws, commit_id) = (&save, &ws, &commit_id);
+    retry_on_conflict(app.store.as_ref(), ws, move |snapshot| async move {
+        let commit = save.commit(&*snapshot, principal, ws).await?;
+        Ok((Some(Commit { id: commit_id.clone(), ..commit }), ()))
+    })
+    .await?;
+    Ok(Reply::ok(json!({"project_id": save.id}), "Project saved successfully"))
+}
+
+/// A checked project save: what each attempt decides its commit from.
+struct ProjectSave {
+    id: String,
+    name: String,
+    description: Option<String>,
+    metadata: Map<String, Value>,
+    scope: Scope,
+}
+
+impl ProjectSave {
+    /// What saving the project writes, decided from `snapshot` (the commit's id is the caller's).
+    async fn commit(&self, snapshot: &dyn Snapshot, principal: &Principal, ws: &WsKey) -> Result<Commit, ApiError> {
+        let ProjectSave { id, name, description, metadata, scope } = self;
+        let existing = get_project(snapshot, ws, id).await?;
+        if let Some(row) = &existing {
+            if !visible(row, principal, ws) {
+                // The id is taken by another member's private project in this shared workspace.
+                return Err(ApiError::conflict(format!("Project id '{id}' is already in use in this workspace")));
+            }
         }
-    }
-    let now = now_timestamp();
-    let kept = |k: &str, default: Value| existing.as_ref().and_then(|r| r.get(k).cloned()).unwrap_or(default);
-    let mut row = Row::new();
-    row.insert(PROJECT_KEY.into(), json!(id));
-    row.insert("name".into(), json!(name));
-    row.insert("author".into(), kept("author", json!(principal.username)));
-    row.insert("scope".into(), json!(scope));
-    row.insert("to_persist".into(), kept("to_persist", json!(true)));
-    row.insert("created_at".into(), kept("created_at", json!(now)));
-    row.insert("updated_at".into(), json!(now));
-    row.insert("description".into(), json!(description));
-    row.insert("metadata".into(), Value::Object(metadata));
-    let table = projects_table(&ws.workspace_id);
-    let tables = app.store.list_tables(&ws).await?;
-    let stored = tables.iter().find(|t| t.name == table);
-    let mut columns = stored.map(|t| t.columns.clone()).unwrap_or_default();
-    for col in projects_columns() {
-        if !columns.iter().any(|c| c.name == col.name) {
-            columns.push(col);
+        let now = now_timestamp();
+        let kept = |k: &str, default: Value| existing.as_ref().and_then(|r| r.get(k).cloned()).unwrap_or(default);
+        let mut row = Row::new();
+        row.insert(PROJECT_KEY.into(), json!(id));
+        row.insert("name".into(), json!(name));
+        row.insert("author".into(), kept("author", json!(principal.username)));
+        row.insert("scope".into(), json!(scope));
+        row.insert("to_persist".into(), kept("to_persist", json!(true)));
+        row.insert("created_at".into(), kept("created_at", json!(now)));
+        row.insert("updated_at".into(), json!(now));
+        row.insert("description".into(), json!(description));
+        row.insert("metadata".into(), Value::Object(metadata.clone()));
+        let table = projects_table(&ws.workspace_id);
+        let tables = snapshot.tables();
+        let stored = tables.iter().find(|t| t.name == table);
+        let mut columns = stored.map(|t| t.columns.clone()).unwrap_or_default();
+        for col in projects_columns() {
+            if !columns.iter().any(|c| c.name == col.name) {
+                columns.push(col);
+            }
         }
-    }
-    if stored.is_none() {
-        // The projects table joins the catalog: it must still fit (see `MAX_CATALOG_BYTES`).
-        let others: usize = tables.iter().map(|t| catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner)).sum();
-        if others + catalog_bytes(&table, PROJECT_KEY, &columns, &projects_owner()) > MAX_CATALOG_BYTES {
-            return Err(ApiError::too_large(format!(
-                "The workspace's table catalog is full ({others} of {MAX_CATALOG_BYTES} bytes): no room for its projects table"
-            )));
+        if stored.is_none() {
+            // The projects table joins the catalog: it must still fit (see `MAX_CATALOG_BYTES`).
+            let others: usize =
+                tables.iter().map(|t| catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner)).sum();
+            if others + catalog_bytes(&table, PROJECT_KEY, &columns, &projects_owner()) > MAX_CATALOG_BYTES {
+                return Err(ApiError::too_large(format!(
+                    "The workspace's table catalog is full ({others} of {MAX_CATALOG_BYTES} bytes): no room for its projects table"
+                )));
+            }
         }
+        Ok(Commit {
+            upserts: vec![TableWrite {
+                name: table,
+                owner: projects_owner(),
+                columns,
+                key_column: PROJECT_KEY.into(),
+                rows: vec![(id.to_owned(), row)],
+            }],
+            ..Commit::default()
+        })
     }
-    let commit = Commit {
-        id: format!("project-{}", crate::model::new_id("", 16)),
-        upserts: vec![TableWrite {
-            name: table,
-            owner: projects_owner(),
-            columns,
-            key_column: PROJECT_KEY.into(),
-            rows: vec![(id.clone(), row)],
-        }],
-        ..Commit::default()
-    };
-    app.store.commit(&ws, commit).await?;
-    Ok(Reply::ok(json!({"project_id": id}), "Project saved successfully"))
 }
 
 /// All project rows of the workspace, in key order.
-pub async fn all_projects(app: &App, ws: &WsKey) -> Result<Vec<(String, Row)>, ApiError> {
+pub async fn all_projects(snapshot: &dyn Snapshot, ws: &WsKey) -> Result<Vec<(String, Row)>, ApiError> {
     let table = projects_table(&ws.workspace_id);
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = app.store.read_rows(ws, &table, after.as_deref(), PROJECT_PAGE).await?;
+        let page = snapshot.read_rows(&table, after.as_deref(), PROJECT_PAGE).await?;
         let full = page.len() == PROJECT_PAGE;
         after = page.last().map(|(k, _)| k.clone());
         out.extend(page);
@@ -214,7 +239,8 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let scopes = super::workspaces::list_scopes(call)?;
     let limit = paging::limit(call)?;
     let after = call.query("next_token").map(|t| paging::decode_token(t, |k| k.contains('#'))).transpose()?;
-    let mut rows: Vec<(String, Row)> = all_projects(app, &ws)
+    let snapshot = app.store.snapshot(&ws).await?;
+    let mut rows: Vec<(String, Row)> = all_projects(&*snapshot, &ws)
         .await?
         .into_iter()
         .map(|(_, r)| r)
@@ -259,7 +285,8 @@ pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     validate_id("project_id", id)?;
     let scope = call.query("scope").map(Scope::parse).transpose()?;
     let not_found = || ApiError::not_found(format!("Project '{id}' not found"));
-    let row = get_project(app, &ws, id).await?.filter(|r| visible(r, principal, &ws)).ok_or_else(not_found)?;
+    let snapshot = app.store.snapshot(&ws).await?;
+    let row = get_project(&*snapshot, &ws, id).await?.filter(|r| visible(r, principal, &ws)).ok_or_else(not_found)?;
     if scope.is_some_and(|s| row.get("scope").and_then(Value::as_str).unwrap_or("user") != s.as_str()) {
         return Err(not_found());
     }
@@ -280,38 +307,48 @@ pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Re
         None => return Err(ApiError::bad_request("project: required, an object")),
     };
     let scope = input.scope.map(|s| Scope::parse(&s)).transpose()?;
-    let targets: Vec<Row> = match input.id {
-        Some(id) => {
-            validate_id("project.id", &id)?;
-            let row = get_project(app, &ws, &id).await?.filter(|r| visible(r, principal, &ws));
-            vec![row.ok_or_else(|| ApiError::not_found(format!("Project '{id}' not found")))?]
-        }
-        None => all_projects(app, &ws)
-            .await?
-            .into_iter()
-            .map(|(_, r)| r)
-            .filter(|r| owned(r, principal, &ws))
-            .filter(|r| scope.is_none_or(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str()))
-            .collect(),
-    };
-    let ids: Vec<String> =
-        targets.iter().filter_map(|r| r.get(PROJECT_KEY).and_then(Value::as_str).map(str::to_owned)).collect();
-    // Each table's recorded owner decides, never its name.
-    let tables = app.store.list_tables(&ws).await?;
-    let dropped: Vec<&crate::tables::TableMeta> =
-        tables.iter().filter(|t| t.owner.project_id().is_some_and(|p| ids.iter().any(|id| id == p))).collect();
-    let rows_deleted: u64 = dropped.iter().map(|t| t.row_count).sum::<u64>() + ids.len() as u64;
-    if !ids.is_empty() {
-        let commit = Commit {
-            id: format!("cleanup-{}", crate::model::new_id("", 16)),
+    if let Some(id) = &input.id {
+        validate_id("project.id", id)?;
+    }
+    let commit_id = format!("cleanup-{}", crate::model::new_id("", 16));
+    let (ws, id, commit_id) = (&ws, &input.id, &commit_id);
+    let (ids, tables_dropped, rows_deleted) = retry_on_conflict(app.store.as_ref(), ws, move |snapshot| async move {
+        let targets: Vec<Row> = match id {
+            Some(id) => {
+                let row = get_project(&*snapshot, ws, id).await?.filter(|r| visible(r, principal, ws));
+                vec![row.ok_or_else(|| ApiError::not_found(format!("Project '{id}' not found")))?]
+            }
+            None => all_projects(&*snapshot, ws)
+                .await?
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| owned(r, principal, ws))
+                .filter(|r| {
+                    scope.is_none_or(|s| r.get("scope").and_then(Value::as_str).unwrap_or("user") == s.as_str())
+                })
+                .collect(),
+        };
+        let ids: Vec<String> =
+            targets.iter().filter_map(|r| r.get(PROJECT_KEY).and_then(Value::as_str).map(str::to_owned)).collect();
+        // Each table's recorded owner decides, never its name.
+        let dropped: Vec<&crate::tables::TableMeta> = snapshot
+            .tables()
+            .iter()
+            .filter(|t| t.owner.project_id().is_some_and(|p| ids.iter().any(|id| id == p)))
+            .collect();
+        let rows_deleted: u64 = dropped.iter().map(|t| t.row_count).sum::<u64>() + ids.len() as u64;
+        let commit = (!ids.is_empty()).then(|| Commit {
+            id: commit_id.clone(),
             delete_rows: vec![(projects_table(&ws.workspace_id), ids.clone())],
             drop_tables: dropped.iter().map(|t| t.name.clone()).collect(),
             ..Commit::default()
-        };
-        app.store.commit(&ws, commit).await?;
-    }
+        });
+        let tables_dropped = dropped.len();
+        Ok((commit, (ids, tables_dropped, rows_deleted)))
+    })
+    .await?;
     Ok(Reply::ok(
-        json!({"deleted_projects": ids, "tables_dropped": dropped.len(), "rows_deleted": rows_deleted}),
-        format!("Deleted {} projects, {} tables, {} rows", ids.len(), dropped.len(), rows_deleted),
+        json!({"deleted_projects": ids, "tables_dropped": tables_dropped, "rows_deleted": rows_deleted}),
+        format!("Deleted {} projects, {} tables, {} rows", ids.len(), tables_dropped, rows_deleted),
     ))
 }

@@ -207,7 +207,7 @@ pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Re
     if scope == Scope::Organization && !principal.is_admin() {
         return Err(ApiError::forbidden("Deleting an organization workspace needs the admin role"));
     }
-    let tables = app.store.list_tables(&crate::tables::WsKey::new(owner.clone(), id)).await?.len();
+    let tables = app.store.snapshot(&crate::tables::WsKey::new(owner.clone(), id)).await?.tables().len();
     let rows = app
         .store
         .delete_workspace(&owner, id)

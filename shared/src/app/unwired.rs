@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::bundles::{BundleStore, ByteStream, DynBundles, Upload};
 use crate::model::{Owner, Workspace, WorkspaceDraft};
-use crate::store::{Blobs, DynStore, Store, StoreError, StoreResult};
-use crate::tables::{Commit, Row, TableMeta, WsKey};
+use crate::store::{Blobs, DynStore, Snapshot, StoreError, StoreResult, Tables, Workspaces};
+use crate::tables::{Commit, WsKey};
 
 struct Unwired(&'static str);
 
@@ -28,7 +28,7 @@ pub fn bundles() -> DynBundles {
 }
 
 #[async_trait]
-impl Store for Unwired {
+impl Workspaces for Unwired {
     async fn save_workspace(&self, _: &Owner, _: WorkspaceDraft) -> StoreResult<Workspace> {
         self.fail()
     }
@@ -38,21 +38,23 @@ impl Store for Unwired {
     async fn list_workspaces(&self, _: &Owner, _: Option<&str>, _: usize) -> StoreResult<Vec<Workspace>> {
         self.fail()
     }
-    async fn list_tables(&self, _: &WsKey) -> StoreResult<Vec<TableMeta>> {
-        self.fail()
-    }
-    async fn read_rows(&self, _: &WsKey, _: &str, _: Option<&str>, _: usize) -> StoreResult<Vec<(String, Row)>> {
-        self.fail()
-    }
-    async fn get_rows(&self, _: &WsKey, _: &str, _: &[String]) -> StoreResult<Vec<(String, Row)>> {
-        self.fail()
-    }
-    async fn commit(&self, _: &WsKey, _: Commit) -> StoreResult<()> {
-        self.fail()
-    }
     async fn delete_workspace(&self, _: &Owner, _: &str) -> StoreResult<Option<u64>> {
         self.fail()
     }
+}
+
+#[async_trait]
+impl Tables for Unwired {
+    async fn snapshot(&self, _: &WsKey) -> StoreResult<Box<dyn Snapshot>> {
+        self.fail()
+    }
+    async fn commit(&self, _: &WsKey, _: u64, _: Commit) -> StoreResult<u64> {
+        self.fail()
+    }
+}
+
+#[cfg(feature = "faults")]
+impl crate::store::Faults for Unwired {
     fn inject_commit_fault(&self, _: Option<usize>) {}
 }
 

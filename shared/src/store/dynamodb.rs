@@ -347,7 +347,6 @@ impl Tables for DynamoStore {
         Ok(Box::new(DynamoSnapshot {
             store: self.clone(),
             cat_pk: head.gen.as_deref().map(|gen| layout::cat_pk(&ws_key, gen)),
-            ws_key,
             rev: head.rev,
             catalog,
             metas,

@@ -10,8 +10,11 @@
 //! 3. Read the keys already stored, and count sequentially in bundle order as the platform does:
 //!    a row whose key exists (before the import or written earlier in it) is updated, else
 //!    inserted. A redacted secret keeps its stored value only in an otherwise unchanged row (422).
-//! 4. One `Store::commit`: every row and table appears together, or none does. Its id is
-//!    derived from the request, so sending the same import again converges on the same state.
+//! 4. One `Tables::commit` on top of the revision read in 2 and 3: every row and table appears
+//!    together, or none does. Its id is derived from the request, so sending the same import
+//!    again converges on the same state. When another write got in first, 1 (the bundle) to 4 run
+//!    again on a fresh snapshot ([`retry_on_conflict`]): two imports apply one after the other,
+//!    never mixed.
 
 mod counts;
 mod parse;
@@ -24,13 +27,14 @@ use sha2::{Digest, Sha256};
 
 use super::projects::{all_projects, check_not_workspace_id, visible, PROJECT_KEY};
 use super::workspaces::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
-use super::{body, Reply};
+use super::{body, retry_on_conflict, Reply};
 use crate::api::Call;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::model::{check_metadata, now_timestamp, validate_id, Principal, Scope, WorkspaceDraft};
 use crate::naming::projects_table;
 use crate::secrets;
+use crate::store::Snapshot;
 use crate::tables::{catalog_bytes, Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
 use counts::{Counts, Tally};
 pub use parse::{parse as parse_bundle, Bundle, Group, Occurrence};
@@ -69,53 +73,82 @@ fn read_request(call: &Call) -> Result<Request, ApiError> {
 
 pub async fn import_tables(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let mut req = read_request(call)?;
-    let data = super::bundles::resolve_export_data(app, principal, req.export_data.take()).await?;
     let target = WsKey::new(principal.owner(req.scope), &req.workspace_id);
+    let commit_id = commit_id(&target, &call.body);
+    // The bundle as sent, for the first attempt; a retry reads it from the request again (each
+    // attempt consumes it, and holding a copy would double the memory of every import).
+    let mut sent = Some(req.export_data.take());
+    let (req, target, commit_id) = (&req, &target, &commit_id);
+    retry_on_conflict(app.store.as_ref(), target, move |snapshot| {
+        let sent = sent.take();
+        async move {
+            let sent = match sent {
+                Some(sent) => sent,
+                None => read_request(call)?.export_data,
+            };
+            let data = super::bundles::resolve_export_data(app, principal, sent).await?;
+            let (commit, reply) = decide(app, principal, req, target, commit_id, data, &*snapshot).await?;
+            Ok((Some(commit), reply))
+        }
+    })
+    .await
+}
+
+/// One attempt: the commit the import makes on top of `snapshot`, and the answer it gives then.
+async fn decide(
+    app: &App,
+    principal: &Principal,
+    req: &Request,
+    target: &WsKey,
+    commit_id: &str,
+    data: Value,
+    snapshot: &dyn Snapshot,
+) -> Result<(Commit, Reply), ApiError> {
+    // Read after the snapshot was taken: a delete in between moves the revision on, so the
+    // commit, made without creating the workspace, would not land.
     let existing_ws = app.store.get_workspace(&target.owner, &req.workspace_id).await?;
-    let stored: HashMap<String, TableMeta> =
-        app.store.list_tables(&target).await?.into_iter().map(|t| (t.name.clone(), t)).collect();
-    let stored_projects = stored_projects(app, &target, &stored).await?;
+    let stored: HashMap<String, TableMeta> = snapshot.tables().iter().map(|t| (t.name.clone(), t.clone())).collect();
+    let stored_projects = stored_projects(snapshot, target, &stored).await?;
     let target_ids: Vec<String> = stored_projects.keys().cloned().collect();
     let mut bundle = parse::parse(data, &target_ids)?;
     let now = now_timestamp();
     let create_workspace = match existing_ws {
         Some(_) => None,
-        None => Some(workspace_draft(&bundle, &req, principal, &now)?),
+        None => Some(workspace_draft(&bundle, req, principal, &now)?),
     };
 
-    let commit_id = commit_id(&target, &call.body);
-    let project_map = project_map(&bundle, &req, &commit_id)?;
-    let mut plan = Plan::new(&req, &project_map);
+    let project_map = project_map(&bundle, req, commit_id)?;
+    let mut plan = Plan::new(req, &project_map);
     for occ in &bundle.occurrences {
         plan.owners.push(plan.target_owner(occ));
     }
     let names = plan.check_names(&bundle, &stored)?;
     check_sync_limit(app, &plan, &bundle, &names, &stored)?;
-    plan.check_projects(&bundle, &stored_projects, principal, &target)?;
+    plan.check_projects(&bundle, &stored_projects, principal, target)?;
     check_catalog(&plan, &bundle, &names, &stored)?;
 
-    plan.read_existing(app, &target, &bundle, &names, &stored).await?;
+    plan.read_existing(snapshot, &bundle, &names, &stored).await?;
     let counts = plan.count_and_merge(std::mem::take(&mut bundle.occurrences), names, &stored, principal, &now)?;
     let commit = Commit {
-        id: commit_id,
+        id: commit_id.to_owned(),
         create_workspace,
         upserts: plan.order.iter().filter_map(|name| plan.writes.remove(name)).collect(),
         ..Commit::default()
     };
-    app.store.commit(&target, commit).await?;
-    Ok(counts.into_reply(req.scope, &project_map, &bundle.project_ids, &now, &req.workspace_id))
+    let reply = counts.into_reply(req.scope, &project_map, &bundle.project_ids, &now, &req.workspace_id);
+    Ok((commit, reply))
 }
 
 /// The target's project rows by id (the projects table is one row per project).
 async fn stored_projects(
-    app: &App,
+    snapshot: &dyn Snapshot,
     target: &WsKey,
     stored: &HashMap<String, TableMeta>,
 ) -> Result<HashMap<String, Row>, ApiError> {
     if !stored.contains_key(&projects_table(&target.workspace_id)) {
         return Ok(HashMap::new());
     }
-    Ok(all_projects(app, target).await?.into_iter().collect())
+    Ok(all_projects(snapshot, target).await?.into_iter().collect())
 }
 
 /// Before any row is read: the rows this import writes, counted as the DynamoDB store pays for
@@ -345,8 +378,7 @@ impl<'a> Plan<'a> {
 
     async fn read_existing(
         &mut self,
-        app: &App,
-        target: &WsKey,
+        snapshot: &dyn Snapshot,
         bundle: &Bundle,
         names: &[String],
         stored: &HashMap<String, TableMeta>,
@@ -355,7 +387,7 @@ impl<'a> Plan<'a> {
         keys.retain(|name, _| stored.contains_key(*name));
         for (name, set) in keys {
             let list: Vec<String> = set.into_iter().collect();
-            let rows = app.store.get_rows(target, name, &list).await?;
+            let rows = snapshot.get_rows(name, &list).await?;
             self.existing.insert(name.to_owned(), rows.into_iter().collect());
         }
         Ok(())

@@ -139,7 +139,7 @@ impl DynamoStore {
         let changed: Vec<&str> = plan.upserts.keys().chain(plan.deletes.iter()).copied().collect();
         let existing: HashSet<String> = match &plan.old {
             Some(old) if !changed.is_empty() => {
-                let view = TableView { store: self, ws_key, cat_pk: cat, table: plan.name, parts: old.parts() };
+                let view = TableView { store: self, cat_pk: cat, table: plan.name, parts: old.parts() };
                 view.get(&changed)
                     .await?
                     .into_iter()

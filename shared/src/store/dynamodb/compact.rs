@@ -354,7 +354,7 @@ impl DynamoStore {
             }
             _ => (Part { id: format!("c{rev}"), shards: shard_count(state.rows) }, state.parts(), false),
         };
-        let view = TableView { store: self, ws_key, cat_pk: cat, table: &entry.table, parts: sources };
+        let view = TableView { store: self, cat_pk: cat, table: &entry.table, parts: sources };
         let mut writer = Writer::new(self);
         let mut written = 0u64;
         let mut after: Option<String> = None;

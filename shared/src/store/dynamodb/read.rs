@@ -21,7 +21,6 @@ const BLOB_CONCURRENCY: usize = 8;
 /// The tables of one workspace as of one revision.
 pub struct DynamoSnapshot {
     pub(super) store: DynamoStore,
-    pub(super) ws_key: String,
     /// `None`: no generation (no table was ever committed, or the workspace was deleted).
     pub(super) cat_pk: Option<String>,
     pub(super) rev: u64,
@@ -35,7 +34,6 @@ impl DynamoSnapshot {
         let entry = self.catalog.get(table)?;
         Some(TableView {
             store: &self.store,
-            ws_key: &self.ws_key,
             cat_pk: self.cat_pk.as_deref()?,
             table,
             parts: entry.state.parts(),
@@ -74,7 +72,6 @@ impl Snapshot for DynamoSnapshot {
 /// One table's parts, read together.
 pub(super) struct TableView<'a> {
     pub store: &'a DynamoStore,
-    pub ws_key: &'a str,
     pub cat_pk: &'a str,
     pub table: &'a str,
     /// Oldest first: a later part's item wins over an earlier one's for the same key.
