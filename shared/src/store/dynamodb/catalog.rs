@@ -35,25 +35,30 @@ impl DynamoStore {
         Head::from_item(ws_key, out.item.as_ref())
     }
 
-    /// Every item of partition `pk` whose sort key starts with `prefix`, consistently, all pages.
+    /// Every item of partition `pk` whose sort key starts with `prefix` (all when empty),
+    /// consistently, all pages.
     pub(super) async fn query_prefix(&self, pk: &str, prefix: &str) -> StoreResult<Vec<Item>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let page = self
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
                 .expression_attribute_names("#pk", "PK")
-                .expression_attribute_names("#sk", "SK")
                 .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":prefix", s(prefix))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
+                .set_exclusive_start_key(start.take());
+            // DynamoDB refuses an empty key value: no prefix is the whole partition.
+            let request = if prefix.is_empty() {
+                request.key_condition_expression("#pk = :pk")
+            } else {
+                request
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .expression_attribute_names("#sk", "SK")
+                    .expression_attribute_values(":prefix", s(prefix))
+            };
+            let page = request.send().await.map_err(|e| store_error("Query", e))?;
             out.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(key) => start = Some(key),

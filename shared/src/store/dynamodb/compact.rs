@@ -228,7 +228,7 @@ impl DynamoStore {
             }
             if !latest {
                 work_left = true;
-            } else if !entries[at_floor].state.dropped && !entries[at_floor].state.layers.is_empty() {
+            } else if needs_fold(&entries[at_floor].state) {
                 folds.push(entries[at_floor]);
             }
         }
@@ -539,5 +539,19 @@ impl DynamoStore {
             .await
             .map_err(|e| store_error("DeleteItem", e))?;
         Ok(())
+    }
+}
+
+/// Whether folding would make reads cheaper: more than one part, or a lone layer that carries
+/// tombstones or has outgrown its shards. A table written by one commit reads as cheaply from
+/// its layer as from a base, so it is left as it is.
+fn needs_fold(state: &TableState) -> bool {
+    if state.dropped {
+        return false;
+    }
+    match (&state.base, state.layers.as_slice()) {
+        (_, []) => false,
+        (None, [only]) => only.dels > 0 || state.rows > u64::from(only.part.shards) * BASE_ROWS_PER_SHARD,
+        _ => true,
     }
 }
