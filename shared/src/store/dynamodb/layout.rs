@@ -45,7 +45,7 @@ pub(super) struct TableEntry {
 pub(super) struct Manifest {
     pub rev: u64,
     pub exists: bool,
-    /// By name; a `BTreeMap` so `list_tables` comes out in byte order of the names.
+    /// By name; a `BTreeMap` so a snapshot's tables come out in byte order of the names.
     pub tables: BTreeMap<String, TableEntry>,
 }
 
