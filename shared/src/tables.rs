@@ -115,7 +115,7 @@ pub struct TableWrite {
     pub rows: Vec<(String, Row)>,
 }
 
-/// One all-or-nothing change to a workspace's tables: after `Store::commit` returns Ok every
+/// One all-or-nothing change to a workspace's tables: after `Tables::commit` returns Ok every
 /// part is visible; after an error (or a crash at any point) none of it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Commit {

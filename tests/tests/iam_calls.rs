@@ -32,7 +32,7 @@ use shared::bundles::BundleStore;
 use shared::iam::{Grant, Op, Resource};
 use shared::model::{now_timestamp, Owner, Scope, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
-use shared::store::{Blobs, Store};
+use shared::store::{Blobs, Faults, Tables, Workspaces};
 use shared::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
 
 /// What one API call needs, as the recorder saw it.
@@ -326,18 +326,24 @@ async fn every_dynamodb_store_call_is_declared_for_its_operation() {
     // Created by its first commit (a conditional Put), with a row over the item limit (a blob).
     let ws = WsKey::new(owner.clone(), "ws_b");
     let big = 400_000;
-    c.run(Op::Commit, store.commit(&ws, commit("c1", Some("ws_b"), &[("k1", 10), ("k2", big)]))).await.expect("c1");
+    let s0 = c.run(Op::ListTables, store.snapshot(&ws)).await.expect("snapshot");
+    let c1 = commit("c1", Some("ws_b"), &[("k1", 10), ("k2", big)]);
+    let r1 = c.run(Op::Commit, store.commit(&ws, s0.revision(), c1)).await.expect("c1");
     // Into the existing workspace (a ConditionCheck): copies k2's blob, collects c1's version.
-    c.run(Op::Commit, store.commit(&ws, commit("c2", Some("ws_b"), &[("k3", 10)]))).await.expect("c2");
-    assert_eq!(c.run(Op::ListTables, store.list_tables(&ws)).await.expect("tables")[0].row_count, 3);
-    let rows = c.run(Op::ReadRows, store.read_rows(&ws, "t", None, 10)).await.expect("read");
+    let r2 = c.run(Op::Commit, store.commit(&ws, r1, commit("c2", Some("ws_b"), &[("k3", 10)]))).await.expect("c2");
+    let s2 = c.run(Op::ListTables, store.snapshot(&ws)).await.expect("snapshot");
+    assert_eq!((s2.revision(), s2.tables()[0].row_count), (r2, 3));
+    let rows = c.run(Op::ReadRows, s2.read_rows("t", None, 10)).await.expect("read");
     assert_eq!(rows.iter().map(|(_, r)| r["v"].as_str().map_or(0, str::len)).collect::<Vec<_>>(), [10, big, 10]);
-    let got = c.run(Op::GetRows, store.get_rows(&ws, "t", &["k2".to_owned()])).await.expect("get rows");
+    let got = c.run(Op::GetRows, s2.get_rows("t", &["k2".to_owned()])).await.expect("get rows");
     assert_eq!(got.len(), 1);
+    // A stale base: refused after reading the manifest, before writing anything.
+    let stale = c.run(Op::Commit, store.commit(&ws, r1, commit("c2b", None, &[("k9", 10)]))).await;
+    assert!(matches!(stale, Err(shared::store::StoreError::Conflict(_))), "{stale:?}");
 
     // A commit that dies half-way, then looks abandoned: the next write's sweep aborts it.
     store.inject_commit_fault(Some(1));
-    let faulted = c.run(Op::Commit, store.commit(&ws, commit("c3", None, &[("k4", 10), ("k5", 10)]))).await;
+    let faulted = c.run(Op::Commit, store.commit(&ws, r2, commit("c3", None, &[("k4", 10), ("k5", 10)]))).await;
     store.inject_commit_fault(None);
     assert!(faulted.is_err(), "the injected fault fails the commit");
     assert!(age_pending_records(&f, &ws).await > 0, "the failed commit left a pending record");
@@ -347,7 +353,7 @@ async fn every_dynamodb_store_call_is_declared_for_its_operation() {
     assert_eq!(deleted, Some(3));
     // Without tables: the transaction checks that no manifest appeared meanwhile.
     assert_eq!(c.run(Op::DeleteWorkspace, store.delete_workspace(&owner, "ws_a")).await.expect("delete"), Some(0));
-    c.check(&["Store::"]);
+    c.check(&["Workspaces::", "Tables::", "Snapshot::"]);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use shared::bundles::{BundleStore, ByteStream, DynBundles, Upload};
 use shared::iam::{self, Op};
 use shared::model::{Owner, Workspace, WorkspaceDraft};
 use shared::routes::{route, Endpoint};
-use shared::store::{Blobs, DynStore, Store, StoreResult};
+use shared::store::{Blobs, DynStore, Faults, Snapshot, StoreResult, Tables, Workspaces};
 use shared::tables::{Commit, Row, TableMeta, WsKey};
 use shared::App;
 
@@ -45,7 +45,7 @@ struct RecordingStore {
 }
 
 #[async_trait]
-impl Store for RecordingStore {
+impl Workspaces for RecordingStore {
     async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
         self.log.push(Op::SaveWorkspace, None);
         self.inner.save_workspace(owner, draft).await
@@ -58,34 +58,53 @@ impl Store for RecordingStore {
         self.log.push(Op::ListWorkspaces, None);
         self.inner.list_workspaces(owner, after, limit).await
     }
-    async fn list_tables(&self, ws: &WsKey) -> StoreResult<Vec<TableMeta>> {
-        self.log.push(Op::ListTables, None);
-        self.inner.list_tables(ws).await
-    }
-    async fn read_rows(
-        &self,
-        ws: &WsKey,
-        table: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, Row)>> {
-        self.log.push(Op::ReadRows, None);
-        self.inner.read_rows(ws, table, after, limit).await
-    }
-    async fn get_rows(&self, ws: &WsKey, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
-        self.log.push(Op::GetRows, None);
-        self.inner.get_rows(ws, table, keys).await
-    }
-    async fn commit(&self, ws: &WsKey, commit: Commit) -> StoreResult<()> {
-        self.log.push(Op::Commit, None);
-        self.inner.commit(ws, commit).await
-    }
     async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
         self.log.push(Op::DeleteWorkspace, None);
         self.inner.delete_workspace(owner, id).await
     }
+}
+
+/// Taking a snapshot is `Op::ListTables` (what the adapters do then: read the table list, on
+/// DynamoDB the manifest); its row reads are `ReadRows` and `GetRows`, as they were on the store.
+#[async_trait]
+impl Tables for RecordingStore {
+    async fn snapshot(&self, ws: &WsKey) -> StoreResult<Box<dyn Snapshot>> {
+        self.log.push(Op::ListTables, None);
+        let inner = self.inner.snapshot(ws).await?;
+        Ok(Box::new(RecordingSnapshot { inner, log: self.log.clone() }))
+    }
+    async fn commit(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64> {
+        self.log.push(Op::Commit, None);
+        self.inner.commit(ws, base, commit).await
+    }
+}
+
+impl Faults for RecordingStore {
     fn inject_commit_fault(&self, after_rows: Option<usize>) {
         self.inner.inject_commit_fault(after_rows)
+    }
+}
+
+struct RecordingSnapshot {
+    inner: Box<dyn Snapshot>,
+    log: Log,
+}
+
+#[async_trait]
+impl Snapshot for RecordingSnapshot {
+    fn revision(&self) -> u64 {
+        self.inner.revision()
+    }
+    fn tables(&self) -> &[TableMeta] {
+        self.inner.tables()
+    }
+    async fn read_rows(&self, table: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Row)>> {
+        self.log.push(Op::ReadRows, None);
+        self.inner.read_rows(table, after, limit).await
+    }
+    async fn get_rows(&self, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
+        self.log.push(Op::GetRows, None);
+        self.inner.get_rows(table, keys).await
     }
 }
 

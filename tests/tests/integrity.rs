@@ -363,7 +363,7 @@ async fn a_catalog_too_big_for_one_item_is_413_and_writes_nothing(h: &Harness) {
     let owner = shared::model::Owner::user("acme", "ann");
     assert!(h.app.store.get_workspace(&owner, "ws_big").await.unwrap().is_none());
     let ws = shared::tables::WsKey::new(owner, "ws_big");
-    assert!(h.app.store.list_tables(&ws).await.unwrap().is_empty());
+    assert!(h.app.store.snapshot(&ws).await.unwrap().tables().is_empty());
 }
 
 // ---- defect 7: every answer our export gives imports ----

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use shared::model::{now_timestamp, Owner, Scope, Workspace, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
 use shared::store::sqlite::SqliteStore;
-use shared::store::{Blobs, Store, StoreError, StoreResult};
+use shared::store::{Blobs, Faults, Snapshot, Store, StoreError, StoreResult, Workspaces};
 use shared::tables::{Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey};
 
 const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_DYNAMODB";
@@ -109,8 +109,9 @@ async fn fresh_dynamo_store(case: &str) -> Option<(DynamoStore, (aws_sdk_dynamod
 /// Instantiates every case for one adapter: `conformance!(module, fresh_fn)` where
 /// `fresh_fn(case_name).await` gives `Option<Fixture>` (`None` = skipped).
 macro_rules! conformance {
-    ($adapter:ident, $fresh:path) => {
-        conformance!(@cases $adapter, $fresh;
+    // `$pending`: attributes of the cases an adapter does not meet yet (an `ignore` with why).
+    ($adapter:ident, $fresh:path, [$($pending:meta)?]) => {
+        conformance!(@cases $adapter, $fresh, [$($pending)?];
             create_then_get,
             update_in_place_keeps_created_and_author,
             get_unknown_is_none,
@@ -136,9 +137,12 @@ macro_rules! conformance {
             tables_large_row_round_trips,
             tables_many_rows_are_batched,
             tables_concurrent_commits_never_lose_writes,
+            tables_stale_base_is_a_conflict_and_writes_nothing,
+            tables_snapshot_keeps_its_revision,
+            tables_delete_racing_a_commit_is_a_conflict,
         );
     };
-    (@cases $adapter:ident, $fresh:path; $($case:ident),+ $(,)?) => {
+    (@cases $adapter:ident, $fresh:path, [$($pending:meta)?]; $($case:ident),+ $(,)?) => {
         mod $adapter {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,12 +151,26 @@ macro_rules! conformance {
                     crate::cases::$case(fixture.store.as_ref()).await;
                 }
             )+
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$pending])?
+            async fn tables_snapshot_reads_replaced_rows() {
+                let Some(fixture) = $fresh("tables_snapshot_reads_replaced_rows").await else { return };
+                crate::cases::tables_snapshot_reads_replaced_rows(fixture.store.as_ref()).await;
+            }
         }
     };
 }
 
-conformance!(sqlite, crate::fresh_sqlite);
-conformance!(dynamodb, crate::fresh_dynamo);
+conformance!(sqlite, crate::fresh_sqlite, []);
+// The interim DynamoDB adapter collects a superseded version right after the commit that
+// replaces it, under any snapshot still reading it; the adapter being rewritten keeps it for
+// `SNAPSHOT_GRACE_SECS` and must pass this case (`-- --ignored` runs it).
+conformance!(
+    dynamodb,
+    crate::fresh_dynamo,
+    [ignore = "interim adapter: superseded versions are collected at once, under older snapshots"]
+);
 
 /// Shared helpers for the cases.
 mod support {
@@ -233,11 +251,14 @@ mod support {
 
 #[path = "store_conformance/dynamodb_tables.rs"]
 mod dynamodb_tables;
+#[path = "store_conformance/revision_cases.rs"]
+mod revision_cases;
 #[path = "store_conformance/table_cases.rs"]
 mod table_cases;
 
 /// The contract. Every function here runs once per adapter.
 mod cases {
+    pub use super::revision_cases::*;
     use super::support::*;
     pub use super::table_cases::*;
     use super::*;
@@ -621,8 +642,8 @@ mod sqlite_only {
 
     use serde_json::{json, Map};
     use shared::model::{now_timestamp, Owner};
-    use shared::store::sqlite::SqliteStore;
-    use shared::store::Store;
+    use shared::store::sqlite::{SqliteStore, LAYOUT_VERSION};
+    use shared::store::{StoreError, Tables, Workspaces};
     use shared::tables::{Column, Commit, TableOwner, TableWrite, WsKey};
 
     use super::support::draft;
@@ -644,7 +665,7 @@ mod sqlite_only {
         }
         let store = SqliteStore::open(&path).expect("the old file opens");
         let ws = WsKey::new(Owner::user("acme", "ann"), "ws_1");
-        let tables = store.list_tables(&ws).await.expect("list");
+        let tables = store.snapshot(&ws).await.expect("snapshot").tables().to_vec();
         assert_eq!(tables.len(), 1);
         assert_eq!(tables[0].owner, TableOwner::unrecorded("concepts_p1"));
         assert_eq!(tables[0].owner.project_id(), None, "never taken for a project's table");
@@ -656,8 +677,114 @@ mod sqlite_only {
             key_column: "id".into(),
             rows: vec![],
         };
-        store.commit(&ws, Commit { id: "c1".into(), upserts: vec![write], ..Commit::default() }).await.expect("commit");
-        assert_eq!(store.list_tables(&ws).await.expect("list")[0].owner, owner, "recorded by the write");
+        let c = Commit { id: "c1".into(), upserts: vec![write], ..Commit::default() };
+        assert_eq!(store.commit(&ws, 0, c).await.expect("commit"), 1, "the first revision");
+        assert_eq!(store.snapshot(&ws).await.expect("snapshot").tables()[0].owner, owner, "recorded by the write");
+    }
+
+    /// A file of layout 1 (before `PRAGMA user_version` recorded it, and before workspace
+    /// revisions): the tables as that layout made them, with a workspace, a table and a row.
+    fn layout_1_file(path: &std::path::Path) {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE workspaces (owner TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+                 metadata TEXT NOT NULL, scope TEXT NOT NULL, author TEXT NOT NULL, updated_by TEXT NOT NULL,
+                 created_at TEXT NOT NULL, updated_at TEXT NOT NULL, list_key TEXT NOT NULL,
+                 PRIMARY KEY (owner, id)) WITHOUT ROWID;
+             CREATE INDEX workspaces_by_updated ON workspaces (owner, list_key);
+             CREATE TABLE ws_tables (ws TEXT NOT NULL, name TEXT NOT NULL, columns TEXT NOT NULL,
+                 key_column TEXT NOT NULL, row_count INTEGER NOT NULL DEFAULT 0, owner TEXT,
+                 PRIMARY KEY (ws, name)) WITHOUT ROWID;
+             CREATE TABLE ws_rows (ws TEXT NOT NULL, tbl TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
+                 PRIMARY KEY (ws, tbl, key)) WITHOUT ROWID;
+             INSERT INTO workspaces VALUES ('org#acme#user#ann', 'ws_1', 'Old', NULL, '{}', 'user', 'ann', 'ann',
+                 '2024-01-01T00:00:00.000000+00:00', '2024-01-01T00:00:00.000000+00:00',
+                 '2024-01-01T00:00:00.000000+00:00#user#ws_1');
+             INSERT INTO ws_tables VALUES ('org#acme#user#ann#ws#ws_1', 'cells_ws_1',
+                 '[{\"name\":\"id\",\"type\":\"text\",\"nullable\":\"NO\",\"default\":null}]', 'id', 1,
+                 '{\"owner\":\"workspace\",\"kind\":\"cells\"}');
+             INSERT INTO ws_rows VALUES ('org#acme#user#ann#ws#ws_1', 'cells_ws_1', 'a', '{\"id\":\"a\"}');",
+        )
+        .expect("layout 1");
+    }
+
+    fn user_version(path: &std::path::Path) -> u32 {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("user_version")
+    }
+
+    /// Layout 1 is migrated in place: everything in it reads as before, at revision 0, and
+    /// commits are conditioned on revisions from then on.
+    #[tokio::test]
+    async fn a_layout_1_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        layout_1_file(&path);
+        assert_eq!(user_version(&path), 0, "layout 1 records no version");
+
+        let store = SqliteStore::open(&path).expect("a layout-1 file opens");
+        assert_eq!(user_version(&path), LAYOUT_VERSION, "and now records this layout");
+        assert_eq!(LAYOUT_VERSION, 2);
+        let owner = Owner::user("acme", "ann");
+        assert_eq!(store.get_workspace(&owner, "ws_1").await.expect("get").map(|w| w.name).as_deref(), Some("Old"));
+        let ws = WsKey::new(owner.clone(), "ws_1");
+        let old = store.snapshot(&ws).await.expect("snapshot");
+        assert_eq!(old.revision(), 0, "no revision was recorded before");
+        assert_eq!(old.tables().len(), 1);
+        assert_eq!(old.tables()[0].owner, TableOwner::Workspace { kind: "cells".into() });
+        assert_eq!(old.read_rows("cells_ws_1", None, 10).await.expect("rows").len(), 1);
+
+        let mut row = Map::new();
+        row.insert("id".into(), json!("b"));
+        let write = TableWrite {
+            name: "cells_ws_1".into(),
+            owner: TableOwner::Workspace { kind: "cells".into() },
+            columns: vec![Column::new("id", "text", false)],
+            key_column: "id".into(),
+            rows: vec![("b".into(), row)],
+        };
+        let c = Commit { id: "c1".into(), upserts: vec![write], ..Commit::default() };
+        assert_eq!(store.commit(&ws, 0, c.clone()).await.expect("commit"), 1);
+        assert!(matches!(store.commit(&ws, 0, c).await, Err(StoreError::Conflict(_))), "revision 0 is gone now");
+        drop((old, store));
+
+        // Opened again (as another function process would): nothing to migrate, all kept.
+        let again = SqliteStore::open(&path).expect("reopen");
+        let now = again.snapshot(&ws).await.expect("snapshot");
+        assert_eq!((now.revision(), now.tables()[0].row_count), (1, 2));
+    }
+
+    /// A layout this build does not know (a newer build's, say) is never read or changed.
+    #[tokio::test]
+    async fn an_unknown_layout_is_refused_naming_the_file_and_both_layouts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("future.db");
+        layout_1_file(&path);
+        rusqlite::Connection::open(&path).expect("open").pragma_update(None, "user_version", 7).expect("set 7");
+
+        let err = SqliteStore::open(&path).err().expect("refused");
+        let text = err.to_string();
+        let expected = format!("{} has storage layout 7; this build reads layout 2", path.display());
+        assert!(text.contains(&expected), "{text}");
+        assert_eq!(user_version(&path), 7, "left as it was");
+
+        // A function's start fails with it, as with any other WORKSPACES_STORE problem.
+        let env = std::collections::HashMap::from([
+            ("WORKSPACES_JWT_SECRET".to_owned(), "a-test-secret-of-some-length".to_owned()),
+            ("WORKSPACES_STORE".to_owned(), format!("sqlite://{}", path.display())),
+            ("WORKSPACES_BUNDLES".to_owned(), format!("file://{}", dir.path().join("bundles").display())),
+        ]);
+        let config = shared::config::Config::from_map(&env).expect("config");
+        let err = shared::App::wire(config, shared::app::Needs::STORE).await.err().expect("wiring fails");
+        let text = err.to_string();
+        assert!(text.starts_with("WORKSPACES_STORE: ") && text.contains(&expected), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_is_refused() {
+        let err = SqliteStore::open(std::path::Path::new(":memory:")).err().expect("refused");
+        assert!(err.to_string().contains("in-memory"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -683,7 +810,18 @@ mod sqlite_only {
                         rows: vec![(id.clone(), row)],
                     };
                     let commit = Commit { id: id.clone(), upserts: vec![table], ..Commit::default() };
-                    store.commit(&WsKey::new(owner.clone(), "ws_common"), commit).await
+                    // Read, then commit on top of what was read; another connection's commit in
+                    // between is a conflict, and the writer reads again (each conflict means
+                    // some other write got in, so this ends).
+                    let ws = WsKey::new(owner.clone(), "ws_common");
+                    for _ in 0..1000 {
+                        let base = store.snapshot(&ws).await?.revision();
+                        match store.commit(&ws, base, commit.clone()).await {
+                            Err(StoreError::Conflict(_)) => tokio::task::yield_now().await,
+                            other => return other,
+                        }
+                    }
+                    Err(StoreError::Internal(format!("{id}: lost every race")))
                 }));
             }
         }
@@ -692,7 +830,8 @@ mod sqlite_only {
         }
         let listed = stores[3].list_workspaces(&owner, None, 1000).await.expect("list");
         assert_eq!(listed.len(), 100);
-        let tables = stores[1].list_tables(&WsKey::new(owner, "ws_common")).await.expect("tables");
-        assert_eq!(tables.iter().map(|t| t.row_count).sum::<u64>(), 100);
+        let common = stores[1].snapshot(&WsKey::new(owner, "ws_common")).await.expect("snapshot");
+        assert_eq!(common.tables().iter().map(|t| t.row_count).sum::<u64>(), 100);
+        assert_eq!(common.revision(), 100, "one revision per commit, none lost or doubled");
     }
 }

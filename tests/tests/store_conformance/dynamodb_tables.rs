@@ -194,7 +194,7 @@ async fn large_rows_without_a_blob_store_are_refused() {
     let Some((store, _raw)) = fresh("no_blobs", None).await else { return };
     let ws = w(&ann(), "ws_1");
     let big = ("big one".to_owned(), obj(json!({"id": "big one", "text": "x".repeat(400_000)})));
-    let got = store.commit(&ws, upserts("c1", vec![write("wide", vec![row("a", 1), big])])).await;
+    let got = try_commit(&store, &ws, upserts("c1", vec![write("wide", vec![row("a", 1), big])])).await;
     assert!(
         matches!(got, Err(StoreError::Internal(ref m)) if m.contains("wide") && m.contains("big one")),
         "names the table and the key: {got:?}"
@@ -209,7 +209,7 @@ async fn abandoned_commits_are_swept() {
     commit(&store, &ws, upserts("c1", vec![write("t", rows(&["a", "b"], 1))])).await;
     store.inject_commit_fault(Some(40));
     let change = upserts("c2", vec![write("t", (0..100).map(|i| row(&format!("n{i:02}"), 2)).collect())]);
-    assert!(matches!(store.commit(&ws, change).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(try_commit(&store, &ws, change).await, Err(StoreError::Unavailable(_))));
     store.inject_commit_fault(None);
     assert_eq!(raw.version(&ws, "t", "c2.1", 1).await.len(), 40, "a crash leaves rows behind");
     let records = raw.records(&ws).await;
@@ -272,7 +272,7 @@ async fn a_commit_whose_record_is_being_aborted_conflicts() {
         ("created".to_owned(), AttributeValue::N(now_secs().to_string())),
     ]);
     raw.client.put_item().table_name(&raw.table).set_item(Some(record)).send().await.expect("raw put");
-    let got = store.commit(&ws, upserts("c2", vec![write("t", rows(&["b"], 2))])).await;
+    let got = try_commit(&store, &ws, upserts("c2", vec![write("t", rows(&["b"], 2))])).await;
     assert!(matches!(got, Err(StoreError::Conflict(_))), "{got:?}");
     assert_eq!(all_rows(&store, &ws, "t").await, rows(&["a"], 1));
 }

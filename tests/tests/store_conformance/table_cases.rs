@@ -35,20 +35,47 @@ pub fn upserts(id: &str, writes: Vec<TableWrite>) -> Commit {
     Commit { id: id.into(), upserts: writes, ..Commit::default() }
 }
 
-pub async fn commit(store: &dyn Store, ws: &WsKey, c: Commit) {
+/// The workspace as it is now.
+pub async fn snap(store: &dyn Store, ws: &WsKey) -> Box<dyn Snapshot> {
+    store.snapshot(ws).await.unwrap_or_else(|e| panic!("snapshot of {}: {e}", ws.key()))
+}
+
+/// `c` on top of the current revision (a fresh snapshot's), as a caller that read first does.
+pub async fn try_commit(store: &dyn Store, ws: &WsKey, c: Commit) -> StoreResult<u64> {
+    let base = snap(store, ws).await.revision();
+    store.commit(ws, base, c).await
+}
+
+/// `try_commit` that must apply; the new revision.
+pub async fn commit(store: &dyn Store, ws: &WsKey, c: Commit) -> u64 {
     let id = c.id.clone();
-    store.commit(ws, c).await.unwrap_or_else(|e| panic!("commit {id} to {}: {e}", ws.key()));
+    try_commit(store, ws, c).await.unwrap_or_else(|e| panic!("commit {id} to {}: {e}", ws.key()))
 }
 
 pub async fn tables(store: &dyn Store, ws: &WsKey) -> Vec<TableMeta> {
-    store.list_tables(ws).await.unwrap_or_else(|e| panic!("list_tables of {}: {e}", ws.key()))
+    snap(store, ws).await.tables().to_vec()
 }
 
 pub async fn page(store: &dyn Store, ws: &WsKey, table: &str, after: Option<&str>, limit: usize) -> Vec<(String, Row)> {
-    store
-        .read_rows(ws, table, after, limit)
+    snap_page(snap(store, ws).await.as_ref(), table, after, limit).await
+}
+
+pub async fn snap_page(s: &dyn Snapshot, table: &str, after: Option<&str>, limit: usize) -> Vec<(String, Row)> {
+    s.read_rows(table, after, limit)
         .await
-        .unwrap_or_else(|e| panic!("read_rows {table} of {} after {after:?}: {e}", ws.key()))
+        .unwrap_or_else(|e| panic!("read_rows {table} at revision {} after {after:?}: {e}", s.revision()))
+}
+
+/// Every row of `table` at the snapshot's revision, in pages of `limit`.
+pub async fn snap_rows(s: &dyn Snapshot, table: &str, limit: usize) -> Vec<(String, Row)> {
+    let mut all: Vec<(String, Row)> = Vec::new();
+    loop {
+        let next = snap_page(s, table, all.last().map(|(k, _)| k.as_str()), limit).await;
+        if next.is_empty() {
+            return all;
+        }
+        all.extend(next);
+    }
 }
 
 /// Every row, paging with `limit` and the last key as the cursor until an empty page.
@@ -69,7 +96,8 @@ pub async fn all_rows(store: &dyn Store, ws: &WsKey, table: &str) -> Vec<(String
 }
 
 pub async fn get_rows(store: &dyn Store, ws: &WsKey, table: &str, keys: &[String]) -> Vec<(String, Row)> {
-    store.get_rows(ws, table, keys).await.unwrap_or_else(|e| panic!("get_rows {table} of {}: {e}", ws.key()))
+    let s = snap(store, ws).await;
+    s.get_rows(table, keys).await.unwrap_or_else(|e| panic!("get_rows {table} of {}: {e}", ws.key()))
 }
 
 pub fn keys_of(rows: &[(String, Row)]) -> Vec<&str> {
@@ -377,7 +405,7 @@ pub async fn tables_fault_injection_is_all_or_nothing(store: &dyn Store) {
 
     for limit in [0, 1, 100, 299, 300, 1000] {
         store.inject_commit_fault(Some(limit));
-        let failed = store.commit(&ws, change(&ws)).await;
+        let failed = try_commit(store, &ws, change(&ws)).await;
         assert!(matches!(failed, Err(StoreError::Unavailable(_))), "fault after {limit} rows: {failed:?}");
         let after = (tables(store, &ws).await, all_rows(store, &ws, "t").await, all_rows(store, &ws, "u").await);
         assert!(after == before, "fault after {limit} rows: nothing of the commit is visible");
@@ -436,13 +464,15 @@ pub async fn tables_concurrent_commits_never_lose_writes(store: &dyn Store) {
     let mut conflicts = 0;
     for round in 0..4 {
         let (a, b) = (format!("a{round}"), format!("b{round}"));
+        // Both read the same revision, then race to commit on top of it.
+        let base = snap(store, &ws).await.revision();
         let (ra, rb) = tokio::join!(
-            store.commit(&ws, upserts(&format!("ca{round}"), vec![write("t", rows(&[&a], 1))])),
-            store.commit(&ws, upserts(&format!("cb{round}"), vec![write("t", rows(&[&b], 1))])),
+            store.commit(&ws, base, upserts(&format!("ca{round}"), vec![write("t", rows(&[&a], 1))])),
+            store.commit(&ws, base, upserts(&format!("cb{round}"), vec![write("t", rows(&[&b], 1))])),
         );
         for (key, result) in [(a, ra), (b, rb)] {
             match result {
-                Ok(()) => expected.push(key),
+                Ok(_) => expected.push(key),
                 Err(StoreError::Conflict(_)) => conflicts += 1,
                 Err(e) => panic!("round {round}: {key}: neither applied nor a conflict: {e}"),
             }
