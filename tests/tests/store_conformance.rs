@@ -3,7 +3,7 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB`). Each case in `cases` takes a `&dyn Store`; `conformance!`
 //! turns every case into one `#[tokio::test]` per adapter, so the adapters cannot drift apart.
 //! DynamoDB-only checks (item layout, error mapping, table setup) live in `dynamodb_only`, and
-//! those of the tables' item layout (blobs, sweeping, timing) in `dynamodb_tables`.
+//! those of the tables' item layout (layers, compaction, blobs) in `dynamodb_layout.rs`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -109,9 +109,8 @@ async fn fresh_dynamo_store(case: &str) -> Option<(DynamoStore, (aws_sdk_dynamod
 /// Instantiates every case for one adapter: `conformance!(module, fresh_fn)` where
 /// `fresh_fn(case_name).await` gives `Option<Fixture>` (`None` = skipped).
 macro_rules! conformance {
-    // `$pending`: attributes of the cases an adapter does not meet yet (an `ignore` with why).
-    ($adapter:ident, $fresh:path, [$($pending:meta)?]) => {
-        conformance!(@cases $adapter, $fresh, [$($pending)?];
+    ($adapter:ident, $fresh:path) => {
+        conformance!(@cases $adapter, $fresh;
             create_then_get,
             update_in_place_keeps_created_and_author,
             get_unknown_is_none,
@@ -140,9 +139,10 @@ macro_rules! conformance {
             tables_stale_base_is_a_conflict_and_writes_nothing,
             tables_snapshot_keeps_its_revision,
             tables_delete_racing_a_commit_is_a_conflict,
+            tables_snapshot_reads_replaced_rows,
         );
     };
-    (@cases $adapter:ident, $fresh:path, [$($pending:meta)?]; $($case:ident),+ $(,)?) => {
+    (@cases $adapter:ident, $fresh:path; $($case:ident),+ $(,)?) => {
         mod $adapter {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,26 +151,12 @@ macro_rules! conformance {
                     crate::cases::$case(fixture.store.as_ref()).await;
                 }
             )+
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            $(#[$pending])?
-            async fn tables_snapshot_reads_replaced_rows() {
-                let Some(fixture) = $fresh("tables_snapshot_reads_replaced_rows").await else { return };
-                crate::cases::tables_snapshot_reads_replaced_rows(fixture.store.as_ref()).await;
-            }
         }
     };
 }
 
-conformance!(sqlite, crate::fresh_sqlite, []);
-// The interim DynamoDB adapter collects a superseded version right after the commit that
-// replaces it, under any snapshot still reading it; the adapter being rewritten keeps it for
-// `SNAPSHOT_GRACE_SECS` and must pass this case (`-- --ignored` runs it).
-conformance!(
-    dynamodb,
-    crate::fresh_dynamo,
-    [ignore = "interim adapter: superseded versions are collected at once, under older snapshots"]
-);
+conformance!(sqlite, crate::fresh_sqlite);
+conformance!(dynamodb, crate::fresh_dynamo);
 
 /// Shared helpers for the cases.
 mod support {
@@ -249,8 +235,6 @@ mod support {
     }
 }
 
-#[path = "store_conformance/dynamodb_tables.rs"]
-mod dynamodb_tables;
 #[path = "store_conformance/revision_cases.rs"]
 mod revision_cases;
 #[path = "store_conformance/table_cases.rs"]
