@@ -129,6 +129,24 @@ pub struct Commit {
     pub delete_rows: Vec<(String, Vec<String>)>,
     /// Tables to drop wholly, with their rows.
     pub drop_tables: Vec<String>,
+    /// Rows the change was decided on (a project's row, for its version): checked atomically
+    /// with the commit, which is `Conflict` with nothing written when one is no longer so.
+    pub expect_rows: Vec<RowExpectation>,
+}
+
+/// "Row `key` of `table` is still `row`" (`None`: still absent), as the caller read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowExpectation {
+    pub table: String,
+    pub key: String,
+    pub row: Option<Row>,
+}
+
+impl RowExpectation {
+    /// The `Conflict` message when it does not hold; the API words its own for projects.
+    pub fn changed(&self) -> String {
+        format!("row '{}' of table {} changed concurrently; reload it and retry", self.key, self.table)
+    }
 }
 
 impl Commit {

@@ -188,6 +188,7 @@ mod support {
             scope: owner.scope(),
             writer: writer.into(),
             now: now.into(),
+            expected_version: None,
         }
     }
 
@@ -203,6 +204,7 @@ mod support {
             updated_by: d.writer.clone(),
             created_at: d.now.clone(),
             updated_at: d.now.clone(),
+            version: 1,
         }
     }
 

@@ -5,17 +5,22 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::versions::{self, VERSION_COLUMN};
 use super::{body, paging, Reply};
 use crate::api::Call;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::model::{check_metadata, new_id, now_timestamp, validate_id, Principal, Scope};
 use crate::naming::projects_table;
-use crate::tables::{catalog_bytes, Column, Commit, Row, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
+use crate::store::StoreError;
+use crate::tables::{
+    catalog_bytes, Column, Commit, Row, RowExpectation, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES,
+};
 
 pub const PROJECT_KEY: &str = "project_id";
 
-/// The platform's projects schema, with our two extra columns.
+/// The platform's projects schema, with our three extra columns (`version`: see `api::versions`;
+/// null in rows from before it, which count as version 1).
 pub fn projects_columns() -> Vec<Column> {
     let tz = "timestamp with time zone";
     vec![
@@ -28,6 +33,7 @@ pub fn projects_columns() -> Vec<Column> {
         Column::new("updated_at", tz, true),
         Column::new("description", "text", true),
         Column::new("metadata", "json", true),
+        Column::new(VERSION_COLUMN, "integer", true),
     ]
 }
 
@@ -86,6 +92,7 @@ pub fn project_json(row: &Row) -> Value {
         "to_persist": get("to_persist"),
         "created_at": get("created_at"),
         "updated_at": get("updated_at"),
+        "version": versions::row_version(row),
     })
 }
 
@@ -112,9 +119,14 @@ pub(crate) struct ProjectInput {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     metadata: Option<Map<String, Value>>,
     scope: Option<String>,
+    /// Save: the version the save was decided on (see `api::versions`). Cleanup ignores it.
+    version: Option<u64>,
 }
 
-/// `POST /projects/{workspace_id}/save` with `{"project": {id?, name, description?, metadata?, scope?}}`.
+/// A save whose commit lost a race decides again on what is stored then, this many times in all.
+const SAVE_ATTEMPTS: usize = 5;
+
+/// `POST /projects/{workspace_id}/save` with `{"project": {id?, name, description?, metadata?, scope?, version?}}`.
 pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let ws = resolve_workspace(app, principal, call).await?;
     let request: ProjectRequest = body::parse(&call.body)?;
@@ -136,56 +148,75 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         }
         None => new_id("", 11),
     };
-    let existing = get_project(app, &ws, &id).await?;
-    if let Some(row) = &existing {
-        if !visible(row, principal, &ws) {
-            // The id is taken by another member's private project in this shared workspace.
-            return Err(ApiError::conflict(format!("Project id '{id}' is already in use in this workspace")));
+    let expect = versions::expectation(call, input.version)?;
+    let mut attempt = 0;
+    let version = loop {
+        attempt += 1;
+        let existing = get_project(app, &ws, &id).await?;
+        if let Some(row) = &existing {
+            if !visible(row, principal, &ws) {
+                // The id is taken by another member's private project in this shared workspace.
+                return Err(ApiError::conflict(format!("Project id '{id}' is already in use in this workspace")));
+            }
         }
-    }
-    let now = now_timestamp();
-    let kept = |k: &str, default: Value| existing.as_ref().and_then(|r| r.get(k).cloned()).unwrap_or(default);
-    let mut row = Row::new();
-    row.insert(PROJECT_KEY.into(), json!(id));
-    row.insert("name".into(), json!(name));
-    row.insert("author".into(), kept("author", json!(principal.username)));
-    row.insert("scope".into(), json!(scope));
-    row.insert("to_persist".into(), kept("to_persist", json!(true)));
-    row.insert("created_at".into(), kept("created_at", json!(now)));
-    row.insert("updated_at".into(), json!(now));
-    row.insert("description".into(), json!(description));
-    row.insert("metadata".into(), Value::Object(metadata));
-    let table = projects_table(&ws.workspace_id);
-    let tables = app.store.list_tables(&ws).await?;
-    let stored = tables.iter().find(|t| t.name == table);
-    let mut columns = stored.map(|t| t.columns.clone()).unwrap_or_default();
-    for col in projects_columns() {
-        if !columns.iter().any(|c| c.name == col.name) {
-            columns.push(col);
+        let version = versions::next_project_version(&id, existing.as_ref(), expect)?;
+        let now = now_timestamp();
+        let kept = |k: &str, default: Value| existing.as_ref().and_then(|r| r.get(k).cloned()).unwrap_or(default);
+        let mut row = Row::new();
+        row.insert(PROJECT_KEY.into(), json!(id));
+        row.insert("name".into(), json!(name));
+        row.insert("author".into(), kept("author", json!(principal.username)));
+        row.insert("scope".into(), json!(scope));
+        row.insert("to_persist".into(), kept("to_persist", json!(true)));
+        row.insert("created_at".into(), kept("created_at", json!(now)));
+        row.insert("updated_at".into(), json!(now));
+        row.insert("description".into(), json!(description));
+        row.insert("metadata".into(), Value::Object(metadata.clone()));
+        row.insert(VERSION_COLUMN.into(), json!(version));
+        let table = projects_table(&ws.workspace_id);
+        let tables = app.store.list_tables(&ws).await?;
+        let stored = tables.iter().find(|t| t.name == table);
+        let mut columns = stored.map(|t| t.columns.clone()).unwrap_or_default();
+        for col in projects_columns() {
+            if !columns.iter().any(|c| c.name == col.name) {
+                columns.push(col);
+            }
         }
-    }
-    if stored.is_none() {
-        // The projects table joins the catalog: it must still fit (see `MAX_CATALOG_BYTES`).
-        let others: usize = tables.iter().map(|t| catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner)).sum();
-        if others + catalog_bytes(&table, PROJECT_KEY, &columns, &projects_owner()) > MAX_CATALOG_BYTES {
-            return Err(ApiError::too_large(format!(
+        if stored.is_none() {
+            // The projects table joins the catalog: it must still fit (see `MAX_CATALOG_BYTES`).
+            let others: usize =
+                tables.iter().map(|t| catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner)).sum();
+            if others + catalog_bytes(&table, PROJECT_KEY, &columns, &projects_owner()) > MAX_CATALOG_BYTES {
+                return Err(ApiError::too_large(format!(
                 "The workspace's table catalog is full ({others} of {MAX_CATALOG_BYTES} bytes): no room for its projects table"
             )));
+            }
         }
-    }
-    let commit = Commit {
-        id: format!("project-{}", crate::model::new_id("", 16)),
-        upserts: vec![TableWrite {
-            name: table,
-            owner: projects_owner(),
-            columns,
-            key_column: PROJECT_KEY.into(),
-            rows: vec![(id.clone(), row)],
-        }],
-        ..Commit::default()
+        let commit = Commit {
+            id: format!("project-{}", crate::model::new_id("", 16)),
+            upserts: vec![TableWrite {
+                name: table,
+                owner: projects_owner(),
+                columns,
+                key_column: PROJECT_KEY.into(),
+                rows: vec![(id.clone(), row)],
+            }],
+            expect_rows: vec![RowExpectation {
+                table: projects_table(&ws.workspace_id),
+                key: id.clone(),
+                row: existing,
+            }],
+            ..Commit::default()
+        };
+        match app.store.commit(&ws, commit).await {
+            Ok(()) => break version,
+            // The row (or, on DynamoDB, the workspace's tables) changed since it was read: decide
+            // again on what is stored now, where a stale version is the 409 above.
+            Err(StoreError::Conflict(_)) if attempt < SAVE_ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
     };
-    app.store.commit(&ws, commit).await?;
-    Ok(Reply::ok(json!({"project_id": id}), "Project saved successfully"))
+    Ok(Reply::ok(versions::saved_json("project_id", &id, version), "Project saved successfully").with_version(version))
 }
 
 /// All project rows of the workspace, in key order.
@@ -263,7 +294,7 @@ pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     if scope.is_some_and(|s| row.get("scope").and_then(Value::as_str).unwrap_or("user") != s.as_str()) {
         return Err(not_found());
     }
-    Ok(Reply::ok(project_json(&row), "Project loaded successfully"))
+    Ok(Reply::ok(project_json(&row), "Project loaded successfully").with_version(versions::row_version(&row)))
 }
 
 /// `POST /projects/{workspace_id}/cleanup` with `{"project": {id?, scope?}}`: that project, or

@@ -82,12 +82,14 @@ use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
 
 use super::{Blobs, Store, StoreError, StoreResult};
-use crate::model::{list_key, Owner, Scope, Workspace, WorkspaceDraft};
+use crate::model::{list_key, workspace_version_conflict, Owner, Scope, Workspace, WorkspaceDraft};
 use crate::tables::{Commit, Row, TableMeta, WsKey};
+use layout::n;
 
 mod batch;
 mod commit;
 mod delete;
+mod expect;
 mod gc;
 mod layout;
 mod plan;
@@ -154,11 +156,29 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl Store for DynamoStore {
+/// How a workspace UpdateItem treats `version`. Items written before versions existed have no
+/// `version` attribute and count as version 1 (as SQLite's migration sets them): one save of
+/// such an item makes it 2, so a client that loaded it as 1 before that save is stale after it.
+#[derive(Debug, Clone, Copy)]
+enum VersionCheck {
+    /// A new item (`0 + 1`) or one with a version (`+ 1`); an item without the attribute fails
+    /// the condition (then it is saved again as `Expect(1)`).
+    Unnamed,
+    /// The stored version must be this one (an item without the attribute counts as 1); it
+    /// becomes one more.
+    Expect(u64),
+}
+
+impl DynamoStore {
     /// One UpdateItem: creates or updates in place; `if_not_exists` keeps `author` and
-    /// `created_at` of an existing item without a read first.
-    async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
+    /// `created_at` of an existing item without a read first, and the version is checked and
+    /// bumped in the same write. `None` when the version condition failed.
+    async fn update_workspace(
+        &self,
+        owner: &Owner,
+        draft: &WorkspaceDraft,
+        check: VersionCheck,
+    ) -> StoreResult<Option<Workspace>> {
         let metadata = serde_json::to_string(&draft.metadata)
             .map_err(|e| StoreError::Internal(format!("metadata of {} does not serialize: {e}", draft.id)))?;
         // `updated_at` is always `:now`, so the stored list key is known before the write.
@@ -175,6 +195,8 @@ impl Store for DynamoStore {
             ("#updated_at", "updated_at"),
             ("#gsi1pk", "GSI1PK"),
             ("#gsi1sk", "GSI1SK"),
+            ("#version", "version"),
+            ("#pk", "PK"),
         ];
         let mut request = self
             .client
@@ -190,22 +212,71 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", s(&draft.now))
             .expression_attribute_values(":gsi1pk", s(workspace_gsi1pk(owner)))
             .expression_attribute_values(":gsi1sk", s(gsi1sk))
+            .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew);
+        let version_set = match check {
+            VersionCheck::Unnamed => {
+                request = request
+                    .expression_attribute_values(":zero", n(0))
+                    .condition_expression("attribute_not_exists(#pk) OR attribute_exists(#version)");
+                "#version = if_not_exists(#version, :zero) + :one"
+            }
+            VersionCheck::Expect(expected) => {
+                let condition = if expected == 1 {
+                    "#version = :expected OR (attribute_exists(#pk) AND attribute_not_exists(#version))"
+                } else {
+                    "#version = :expected"
+                };
+                request = request.expression_attribute_values(":expected", n(expected)).condition_expression(condition);
+                "#version = if_not_exists(#version, :one) + :one"
+            }
+        };
         for (placeholder, name) in names {
             request = request.expression_attribute_names(placeholder, name);
         }
-        let update = match draft.description {
+        let update = match &draft.description {
             Some(description) => {
                 request = request.expression_attribute_values(":description", s(description));
-                format!("{SAVE_SET}, #description = :description")
+                format!("{SAVE_SET}, {version_set}, #description = :description")
             }
-            None => format!("{SAVE_SET} REMOVE #description"),
+            None => format!("{SAVE_SET}, {version_set} REMOVE #description"),
         };
-        let out = request.update_expression(update).send().await.map_err(|e| store_error("UpdateItem", e))?;
+        let out = match request.update_expression(update).send().await {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(None),
+            Err(e) => return Err(store_error("UpdateItem", e)),
+        };
         let item = out
             .attributes()
             .ok_or_else(|| StoreError::Internal(format!("UpdateItem of {} returned no attributes", draft.id)))?;
-        workspace_from_item(item)
+        workspace_from_item(item).map(Some)
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    /// One UpdateItem (see `update_workspace`); only the first unnamed save of an item from before
+    /// versions takes a second.
+    async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
+        if let Some(expected) = draft.expected_version {
+            if let Some(saved) = self.update_workspace(owner, &draft, VersionCheck::Expect(expected)).await? {
+                return Ok(saved);
+            }
+            // Only for the message: the write has already been refused.
+            let stored = self.get_workspace(owner, &draft.id).await?.map(|w| w.version);
+            return Err(StoreError::Conflict(workspace_version_conflict(&draft.id, stored, expected)));
+        }
+        for _ in 0..3 {
+            if let Some(saved) = self.update_workspace(owner, &draft, VersionCheck::Unnamed).await? {
+                return Ok(saved);
+            }
+            // The item has no version yet: it is at 1 (and fails this only if another save just
+            // gave it one, and then the first form applies on the next round).
+            if let Some(saved) = self.update_workspace(owner, &draft, VersionCheck::Expect(1)).await? {
+                return Ok(saved);
+            }
+        }
+        Err(StoreError::Conflict("the workspace was changed concurrently; reload it and retry".into()))
     }
 
     async fn get_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<Workspace>> {
@@ -325,6 +396,7 @@ fn new_workspace_item(owner: &Owner, draft: &WorkspaceDraft) -> StoreResult<Item
         ("updated_by".to_owned(), s(&draft.writer)),
         ("created_at".to_owned(), s(&draft.now)),
         ("updated_at".to_owned(), s(&draft.now)),
+        ("version".to_owned(), n(1)),
     ]);
     if let Some(description) = &draft.description {
         item.insert("description".to_owned(), s(description));
@@ -375,6 +447,12 @@ fn workspace_from_item(item: &Item) -> StoreResult<Workspace> {
     };
     let metadata = serde_json::from_str::<Map<String, Value>>(&text("metadata")?)
         .map_err(|e| malformed("metadata", &format!("is not a JSON object ({e})")))?;
+    // Items from before versions have none: they count as 1 (see `VersionCheck`).
+    let version = match item.get("version") {
+        None => 1,
+        Some(AttributeValue::N(v)) => v.parse::<u64>().map_err(|_| malformed("version", "is not a whole number"))?,
+        Some(_) => return Err(malformed("version", "is not a number")),
+    };
     Ok(Workspace {
         id: text("id")?,
         name: text("name")?,
@@ -385,6 +463,7 @@ fn workspace_from_item(item: &Item) -> StoreResult<Workspace> {
         updated_by: text("updated_by")?,
         created_at: text("created_at")?,
         updated_at: text("updated_at")?,
+        version,
     })
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{Store, StoreError, StoreResult};
-use crate::model::{Owner, Scope, Workspace, WorkspaceDraft};
+use crate::model::{workspace_version_conflict, Owner, Scope, Workspace, WorkspaceDraft};
 use crate::tables::{Column, Commit, Row as TableRow, TableMeta, TableOwner, WsKey};
 
 pub struct SqliteStore {
@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS workspaces (
     created_at  TEXT NOT NULL,
     updated_at  TEXT NOT NULL,
     list_key    TEXT NOT NULL,
+    -- 1 when created, one more on every save (files from before versions: 1, see below).
+    version     INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS workspaces_by_updated ON workspaces (owner, list_key);
@@ -81,6 +83,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(from_sqlite)?;
         conn.execute_batch(SCHEMA).map_err(from_sqlite)?;
         add_owner_column(&conn)?;
+        add_version_column(&conn)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), fault_after_rows: Arc::new(Mutex::new(None)) })
     }
 
@@ -112,8 +115,22 @@ fn add_owner_column(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// Files made before workspaces had versions lack the column: add it, every existing workspace
+/// at version 1 (the version a record without one counts as, on both stores).
+fn add_version_column(conn: &Connection) -> StoreResult<()> {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info('workspaces') WHERE name = 'version'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(from_sqlite)?;
+    if !has {
+        conn.execute_batch("ALTER TABLE workspaces ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+            .map_err(from_sqlite)?;
+    }
+    Ok(())
+}
+
 /// A new workspace row from a draft, for `save_workspace` and a commit's `create_workspace` alike;
-/// each adds what an existing row gets. Bound by [`draft_values`].
+/// each adds what an existing row gets. Bound by [`draft_values`]. `version` takes its default, 1.
 const INSERT_WORKSPACE: &str = "INSERT INTO workspaces (owner, id, name, description, metadata, scope, author,
                                                 updated_by, created_at, updated_at, list_key)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)";
@@ -133,7 +150,7 @@ fn draft_values(owner_key: &str, draft: &WorkspaceDraft) -> StoreResult<rusqlite
     ]))
 }
 
-const WS_COLUMNS: &str = "id, name, description, metadata, scope, author, updated_by, created_at, updated_at";
+const WS_COLUMNS: &str = "id, name, description, metadata, scope, author, updated_by, created_at, updated_at, version";
 
 fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Workspace, StoreError>> {
     let metadata: String = row.get(3)?;
@@ -155,6 +172,7 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Workspace, Store
             updated_by: row.get(6)?,
             created_at: row.get(7)?,
             updated_at: row.get(8)?,
+            version: u64::try_from(row.get::<_, i64>(9)?).unwrap_or(0),
         }),
         Err(e) => Err(e),
     })
@@ -162,18 +180,38 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Workspace, Store
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// The version check and the upsert in one IMMEDIATE transaction: no other writer can come
+    /// between them, so of concurrent saves naming the same version exactly one applies.
     async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
         let owner = owner.key();
         self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(from_sqlite)?;
+            if let Some(expected) = draft.expected_version {
+                let stored: Option<i64> = tx
+                    .query_row(
+                        "SELECT version FROM workspaces WHERE owner = ?1 AND id = ?2",
+                        params![owner, draft.id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(from_sqlite)?;
+                let stored = stored.map(|v| u64::try_from(v).unwrap_or(0));
+                if stored != Some(expected) {
+                    return Err(StoreError::Conflict(workspace_version_conflict(&draft.id, stored, expected)));
+                }
+            }
             let sql = format!(
                 "{INSERT_WORKSPACE}
                  ON CONFLICT (owner, id) DO UPDATE SET
                     name = excluded.name, description = excluded.description, metadata = excluded.metadata,
                     scope = excluded.scope, updated_by = excluded.updated_by, updated_at = excluded.updated_at,
-                    list_key = excluded.list_key
+                    list_key = excluded.list_key, version = workspaces.version + 1
                  RETURNING {WS_COLUMNS}"
             );
-            conn.query_row(&sql, draft_values(&owner, &draft)?, workspace_from_row).map_err(from_sqlite)?
+            let saved =
+                tx.query_row(&sql, draft_values(&owner, &draft)?, workspace_from_row).map_err(from_sqlite)??;
+            tx.commit().map_err(from_sqlite)?;
+            Ok(saved)
         })
         .await
     }
@@ -338,6 +376,20 @@ fn apply_commit(
     commit: &Commit,
     fault: Option<usize>,
 ) -> StoreResult<()> {
+    for expected in &commit.expect_rows {
+        let data: Option<String> = tx
+            .query_row(
+                "SELECT data FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND key = ?3",
+                params![ws, expected.table, expected.key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(from_sqlite)?;
+        let stored = data.map(|d| row_from_text(expected.key.clone(), &d)).transpose()?.map(|(_, row)| row);
+        if stored != expected.row {
+            return Err(StoreError::Conflict(expected.changed()));
+        }
+    }
     if let Some(draft) = &commit.create_workspace {
         tx.execute(&format!("{INSERT_WORKSPACE} ON CONFLICT (owner, id) DO NOTHING"), draft_values(owner_key, draft)?)
             .map_err(from_sqlite)?;

@@ -44,6 +44,8 @@ impl DynamoStore {
             self.records(&ws_key),
         )?;
         self.sweep(&ws_key, &manifest, records).await;
+        // Against the revision the transaction below is conditional on: atomic with it.
+        self.check_expected_rows(&ws_key, &manifest, &commit.expect_rows).await?;
 
         let rev0 = manifest.rev;
         let version = format!("{}.{rev0}", commit.id);
