@@ -196,7 +196,6 @@ impl DynamoStore {
             ("#gsi1pk", "GSI1PK"),
             ("#gsi1sk", "GSI1SK"),
             ("#version", "version"),
-            ("#pk", "PK"),
         ];
         let mut request = self
             .client
@@ -217,12 +216,15 @@ impl DynamoStore {
         let version_set = match check {
             VersionCheck::Unnamed => {
                 request = request
+                    .expression_attribute_names("#pk", "PK")
                     .expression_attribute_values(":zero", n(0))
                     .condition_expression("attribute_not_exists(#pk) OR attribute_exists(#version)");
                 "#version = if_not_exists(#version, :zero) + :one"
             }
             VersionCheck::Expect(expected) => {
+                // DynamoDB refuses names an expression does not use: `#pk` only where it is.
                 let condition = if expected == 1 {
+                    request = request.expression_attribute_names("#pk", "PK");
                     "#version = :expected OR (attribute_exists(#pk) AND attribute_not_exists(#version))"
                 } else {
                     "#version = :expected"
