@@ -276,6 +276,8 @@ mod cases {
             updated_by: "bob".into(),
             created_at: original.created_at.clone(),
             updated_at: second.now.clone(),
+            // Created at 1, one more per save.
+            version: 2,
         };
         assert_eq!(updated, expected);
         assert!(updated.updated_at > original.updated_at, "updated_at moves forward");
