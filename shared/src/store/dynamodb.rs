@@ -1,6 +1,7 @@
 //! DynamoDB adapter over one table (the layout `template.yaml` declares):
 //!
 //! - table key `PK` (HASH) / `SK` (RANGE); a workspace is `PK = <owner key>`, `SK = ws#<id>`;
+//!   its `version` (N) is checked and bumped by the save's one UpdateItem (see `VersionCheck`);
 //! - GSI `by_updated`: `GSI1PK = <owner key>#ws`, `GSI1SK = Workspace::list_key()`, projection ALL;
 //! - TTL attribute `expires_at` (epoch seconds), on pending commit records only.
 //!
