@@ -95,16 +95,23 @@ where
         Ok((principal, call)) => handler.handle(app, &principal, &call).await,
         Err(e) => Err(e),
     };
-    let (status, envelope) = match result {
-        Ok(reply) => (reply.status, reply.into_envelope()),
+    let (status, envelope, etag) = match result {
+        Ok(mut reply) => {
+            let etag = reply.etag.take();
+            (reply.status, reply.into_envelope(), etag)
+        }
         Err(err) => {
             let envelope = err.envelope();
             entry.error = Some(err.message);
-            (err.status, envelope)
+            (err.status, envelope, None)
         }
     };
     entry.emit(status);
-    json_response(status, &envelope)
+    let mut resp = json_response(status, &envelope);
+    if let Some(value) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        resp.headers_mut().insert(header::ETAG, value);
+    }
+    resp
 }
 
 pub fn json_response(status: u16, body: &Value) -> Response<Body> {

@@ -119,6 +119,9 @@ pub struct Workspace {
     pub updated_by: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Created at 1, one more on every save (see `api::versions`). A record stored before
+    /// versions existed reads as 1.
+    pub version: u64,
 }
 
 impl Workspace {
@@ -133,7 +136,8 @@ pub fn list_key(updated_at: &str, scope: Scope, id: &str) -> String {
     format!("{updated_at}#{}#{id}", scope.as_str())
 }
 
-/// What a save writes; the store keeps `created_at` and `author` of an existing workspace.
+/// What a save writes; the store keeps `created_at` and `author` of an existing workspace and
+/// bumps its `version`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkspaceDraft {
     pub id: String,
@@ -143,6 +147,18 @@ pub struct WorkspaceDraft {
     pub scope: Scope,
     pub writer: String,
     pub now: String,
+    /// When set, the save applies only if the workspace exists and is at this version, checked
+    /// in the same write; otherwise it is `StoreError::Conflict` and nothing changes.
+    pub expected_version: Option<u64>,
+}
+
+/// The client-safe message of a save that named `expected` for workspace `id`, which is at
+/// `stored` (`None`: it does not exist). Both stores answer it as `StoreError::Conflict`.
+pub fn workspace_version_conflict(id: &str, stored: Option<u64>, expected: u64) -> String {
+    match stored {
+        Some(stored) => format!("workspace '{id}' is at version {stored}, not {expected}; reload it and retry"),
+        None => format!("workspace '{id}' does not exist (the save named version {expected}); reload it and retry"),
+    }
 }
 
 /// Encoded size of a workspace's or project's `metadata`: a workspace record is one DynamoDB

@@ -155,7 +155,8 @@ def contract_python_save_example():
     result = save_workspace(base_url, token, workspace)
     print(f"Workspace created with ID: {result['data']['workspace_id']}")
     data = success_envelope(result, "save")
-    assert list(data.keys()) == ["workspace_id"], f"save data {data}"
+    assert list(data.keys()) == ["workspace_id", "version"], f"save data {data}"
+    assert data["version"] == 1, f"a new workspace is at version 1: {data}"
     assert isinstance(data["workspace_id"], str) and data["workspace_id"].startswith("ws_"), data
     state["id"] = data["workspace_id"]
 
@@ -191,6 +192,21 @@ def saving_with_an_id_updates_in_place():
     assert data["name"] == new_name, data
     names = [w["name"] for w in success_envelope(list_workspaces(base_url, token), "list") if w["id"] == state["id"]]
     assert names == [new_name], f"list shows {names} for {state['id']}"
+
+
+@check
+def a_save_naming_a_stale_version_is_a_409_conflict():
+    auth = {"Authorization": f"Bearer {token}"}
+    loaded = requests.get(f"{base_url}/workspaces/{state['id']}/load", headers=auth)
+    version = success_envelope(loaded.json(), "load")["version"]
+    assert loaded.headers.get("ETag") == f'"{version}"', loaded.headers
+    body = {"id": state["id"], "name": "Versioned"}
+    saved = requests.post(f"{base_url}/workspaces/save", headers={**auth, "If-Match": f'"{version}"'}, json=body)
+    assert success_envelope(saved.json(), "conditional save")["version"] == version + 1, saved.text
+    assert saved.headers.get("ETag") == f'"{version + 1}"', saved.headers
+    stale = requests.post(f"{base_url}/workspaces/save", headers={**auth, "If-Match": f'"{version}"'}, json=body)
+    assert stale.status_code == 409, f"HTTP {stale.status_code}: {stale.text[:300]}"
+    assert stale.json() == {"data": None, "message": stale.json()["message"], "status": "conflict"}, stale.text
 
 
 @check

@@ -111,10 +111,24 @@ pub fn token(org: &str, user: &str, role: &str) -> String {
 
 /// A request as API Gateway hands it over, for any URL (query string parsed like the runtime).
 pub fn request(method: &str, url: &str, auth: Option<&str>, body: Option<Vec<u8>>) -> Request {
+    request_with_headers(method, url, auth, body, &[])
+}
+
+/// Same, with more headers (such as `If-Match`).
+pub fn request_with_headers(
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> Request {
     let full = if url.starts_with("http") { url.to_owned() } else { format!("http://127.0.0.1:9000{url}") };
     let mut b = lambda_http::http::Request::builder().method(method).uri(&full).header("host", "127.0.0.1:9000");
     if let Some(auth) = auth {
         b = b.header("authorization", auth);
+    }
+    for (name, value) in headers {
+        b = b.header(*name, *value);
     }
     let body = match body {
         Some(bytes) => Body::Binary(bytes),
@@ -131,9 +145,14 @@ pub struct Answer {
     pub status: u16,
     pub body: Value,
     pub bytes: Vec<u8>,
+    pub headers: lambda_http::http::HeaderMap,
 }
 
 impl Answer {
+    /// A response header as text (`None` when absent or not text).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
     pub fn message(&self) -> &str {
         self.body["message"].as_str().unwrap_or_default()
     }
@@ -168,7 +187,7 @@ pub async fn send(app: &App, endpoint: Endpoint, req: Request) -> Answer {
         _ => Vec::new(),
     };
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Answer { status, body, bytes }
+    Answer { status, body, bytes, headers: resp.headers().clone() }
 }
 
 /// One caller of the API.
@@ -187,9 +206,20 @@ impl<'a> Client<'a> {
         Self { app, org: org.into(), user: user.into(), token: token(org, user, role) }
     }
     pub async fn call(&self, endpoint: Endpoint, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        self.call_with_headers(endpoint, method, path, body, &[]).await
+    }
+    pub async fn call_with_headers(
+        &self,
+        endpoint: Endpoint,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let url = format!("/jarvispy/{}/{}/api/v1{path}", self.org, self.user);
         let body = body.map(|b| serde_json::to_vec(b).expect("json"));
-        send(self.app, endpoint, request(method, &url, Some(&format!("Bearer {}", self.token)), body)).await
+        let auth = format!("Bearer {}", self.token);
+        send(self.app, endpoint, request_with_headers(method, &url, Some(&auth), body, headers)).await
     }
     pub async fn post(&self, endpoint: Endpoint, path: &str, body: Value) -> Answer {
         self.call(endpoint, "POST", path, Some(&body)).await

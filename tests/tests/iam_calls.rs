@@ -258,6 +258,7 @@ fn draft(id: &str) -> WorkspaceDraft {
         scope: Scope::User,
         writer: "ann".into(),
         now: now_timestamp(),
+        expected_version: None,
     }
 }
 

@@ -192,6 +192,7 @@ mod support {
             scope: owner.scope(),
             writer: writer.into(),
             now: now.into(),
+            expected_version: None,
         }
     }
 
@@ -207,6 +208,7 @@ mod support {
             updated_by: d.writer.clone(),
             created_at: d.now.clone(),
             updated_at: d.now.clone(),
+            version: 1,
         }
     }
 
@@ -279,6 +281,8 @@ mod cases {
             updated_by: "bob".into(),
             created_at: original.created_at.clone(),
             updated_at: second.now.clone(),
+            // Created at 1, one more per save.
+            version: 2,
         };
         assert_eq!(updated, expected);
         assert!(updated.updated_at > original.updated_at, "updated_at moves forward");

@@ -123,15 +123,28 @@ async fn export_has_the_platform_shape_and_round_trips_into_another_workspace(h:
     }
     assert_eq!(data["summary"], sample["summary"]);
     assert_eq!(data["workspace_level_tables"], json!(["projects_ws_src"]));
-    // The platform's seven project columns, then our description and metadata (null here).
+    // The platform's seven project columns, then our description and metadata (null here) and
+    // version (1: new projects, whatever a bundle says).
     let projects = &data["tables"]["projects_ws_src"];
     let columns: Vec<&str> = projects["schema"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
     assert_eq!(
         columns,
-        ["project_id", "name", "author", "scope", "to_persist", "created_at", "updated_at", "description", "metadata"]
+        [
+            "project_id",
+            "name",
+            "author",
+            "scope",
+            "to_persist",
+            "created_at",
+            "updated_at",
+            "description",
+            "metadata",
+            "version"
+        ]
     );
     for row in projects["data"].as_array().unwrap() {
         assert_eq!((&row["description"], &row["metadata"]), (&Value::Null, &Value::Null), "{row}");
+        assert_eq!(row["version"], 1, "{row}");
         assert_eq!(row["scope"], "user");
     }
     assert_eq!(data["tables"]["projects_ws_src"]["table_type"], "workspace_level");

@@ -18,6 +18,7 @@ pub mod export;
 pub mod import;
 pub mod paging;
 pub mod projects;
+pub mod versions;
 pub mod workspaces;
 
 /// What a handler gets from the edge: all of it already checked for shape, none of it Lambda's.
@@ -28,6 +29,8 @@ pub struct Call {
     pub body: Vec<u8>,
     /// `scheme://host` the caller reached us at: local signed links point back to it.
     pub public_base: String,
+    /// The `If-Match` header as sent (several joined by `,`), parsed by `versions::expectation`.
+    pub if_match: Option<String>,
 }
 
 impl Call {
@@ -52,11 +55,18 @@ pub struct Reply {
     pub data: Value,
     pub message: String,
     pub extra: Map<String, Value>,
+    /// The `ETag` header of a versioned object (`versions::etag`).
+    pub etag: Option<String>,
 }
 
 impl Reply {
     pub fn ok(data: Value, message: impl Into<String>) -> Self {
-        Self { status: 200, data, message: message.into(), extra: Map::new() }
+        Self { status: 200, data, message: message.into(), extra: Map::new(), etag: None }
+    }
+    /// The answer is about the object at `version`: it goes out as a strong `ETag`.
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.etag = Some(versions::etag(version));
+        self
     }
     pub fn into_envelope(self) -> Value {
         let mut env = match crate::error::success(self.data, self.message) {

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::versions::{self, Expect, VERSION_COLUMN};
 use super::{body, paging, retry_on_conflict, Reply};
 use crate::api::Call;
 use crate::app::App;
@@ -16,7 +17,8 @@ use crate::tables::{catalog_bytes, Column, Commit, Row, TableOwner, TableWrite, 
 
 pub const PROJECT_KEY: &str = "project_id";
 
-/// The platform's projects schema, with our two extra columns.
+/// The platform's projects schema, with our three extra columns (`version`: see `api::versions`;
+/// null in rows from before it, which count as version 1).
 pub fn projects_columns() -> Vec<Column> {
     let tz = "timestamp with time zone";
     vec![
@@ -29,6 +31,7 @@ pub fn projects_columns() -> Vec<Column> {
         Column::new("updated_at", tz, true),
         Column::new("description", "text", true),
         Column::new("metadata", "json", true),
+        Column::new(VERSION_COLUMN, "integer", true),
     ]
 }
 
@@ -87,6 +90,7 @@ pub fn project_json(row: &Row) -> Value {
         "to_persist": get("to_persist"),
         "created_at": get("created_at"),
         "updated_at": get("updated_at"),
+        "version": versions::row_version(row),
     })
 }
 
@@ -113,9 +117,11 @@ pub(crate) struct ProjectInput {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     metadata: Option<Map<String, Value>>,
     scope: Option<String>,
+    /// Save: the version the save was decided on (see `api::versions`). Cleanup ignores it.
+    version: Option<u64>,
 }
 
-/// `POST /projects/{workspace_id}/save` with `{"project": {id?, name, description?, metadata?, scope?}}`.
+/// `POST /projects/{workspace_id}/save` with `{"project": {id?, name, description?, metadata?, scope?, version?}}`.
 pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let ws = resolve_workspace(app, principal, call).await?;
     let request: ProjectRequest = body::parse(&call.body)?;
@@ -137,16 +143,18 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         }
         None => new_id("", 11),
     };
-    let save = ProjectSave { id, name, description, metadata, scope };
+    let expect = versions::expectation(call, input.version)?;
+    let save = ProjectSave { id, name, description, metadata, scope, expect };
     // One id for the change, whichever attempt lands it.
     let commit_id = format!("project-{}", crate::model::new_id("", 16));
     let (save, ws, commit_id) = (&save, &ws, &commit_id);
-    retry_on_conflict(app.store.as_ref(), ws, move |snapshot| async move {
-        let commit = save.commit(&*snapshot, principal, ws).await?;
-        Ok((Some(Commit { id: commit_id.clone(), ..commit }), ()))
+    let version = retry_on_conflict(app.store.as_ref(), ws, move |snapshot| async move {
+        let (commit, version) = save.commit(&*snapshot, principal, ws).await?;
+        Ok((Some(Commit { id: commit_id.clone(), ..commit }), version))
     })
     .await?;
-    Ok(Reply::ok(json!({"project_id": save.id}), "Project saved successfully"))
+    Ok(Reply::ok(versions::saved_json("project_id", &save.id, version), "Project saved successfully")
+        .with_version(version))
 }
 
 /// A checked project save: what each attempt decides its commit from.
@@ -156,12 +164,20 @@ struct ProjectSave {
     description: Option<String>,
     metadata: Map<String, Value>,
     scope: Scope,
+    /// The version the caller names (body or `If-Match`), checked against each attempt's read.
+    expect: Expect,
 }
 
 impl ProjectSave {
-    /// What saving the project writes, decided from `snapshot` (the commit's id is the caller's).
-    async fn commit(&self, snapshot: &dyn Snapshot, principal: &Principal, ws: &WsKey) -> Result<Commit, ApiError> {
-        let ProjectSave { id, name, description, metadata, scope } = self;
+    /// What saving the project writes, decided from `snapshot` (the commit's id is the caller's),
+    /// and the project's version after it.
+    async fn commit(
+        &self,
+        snapshot: &dyn Snapshot,
+        principal: &Principal,
+        ws: &WsKey,
+    ) -> Result<(Commit, u64), ApiError> {
+        let ProjectSave { id, name, description, metadata, scope, expect } = self;
         let existing = get_project(snapshot, ws, id).await?;
         if let Some(row) = &existing {
             if !visible(row, principal, ws) {
@@ -169,6 +185,7 @@ impl ProjectSave {
                 return Err(ApiError::conflict(format!("Project id '{id}' is already in use in this workspace")));
             }
         }
+        let version = versions::next_project_version(id, existing.as_ref(), *expect)?;
         let now = now_timestamp();
         let kept = |k: &str, default: Value| existing.as_ref().and_then(|r| r.get(k).cloned()).unwrap_or(default);
         let mut row = Row::new();
@@ -181,6 +198,7 @@ impl ProjectSave {
         row.insert("updated_at".into(), json!(now));
         row.insert("description".into(), json!(description));
         row.insert("metadata".into(), Value::Object(metadata.clone()));
+        row.insert(VERSION_COLUMN.into(), json!(version));
         let table = projects_table(&ws.workspace_id);
         let tables = snapshot.tables();
         let stored = tables.iter().find(|t| t.name == table);
@@ -200,7 +218,7 @@ impl ProjectSave {
                 )));
             }
         }
-        Ok(Commit {
+        let commit = Commit {
             upserts: vec![TableWrite {
                 name: table,
                 owner: projects_owner(),
@@ -209,7 +227,8 @@ impl ProjectSave {
                 rows: vec![(id.to_owned(), row)],
             }],
             ..Commit::default()
-        })
+        };
+        Ok((commit, version))
     }
 }
 
@@ -290,7 +309,7 @@ pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     if scope.is_some_and(|s| row.get("scope").and_then(Value::as_str).unwrap_or("user") != s.as_str()) {
         return Err(not_found());
     }
-    Ok(Reply::ok(project_json(&row), "Project loaded successfully"))
+    Ok(Reply::ok(project_json(&row), "Project loaded successfully").with_version(versions::row_version(&row)))
 }
 
 /// `POST /projects/{workspace_id}/cleanup` with `{"project": {id?, scope?}}`: that project, or

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::versions::{self, Expect};
 use super::{body, paging, Call, Reply};
 use crate::app::App;
 use crate::error::ApiError;
@@ -45,6 +46,7 @@ pub fn workspace_json(ws: &Workspace) -> Value {
         "updated_by": ws.updated_by,
         "created_at": ws.created_at,
         "updated_at": ws.updated_at,
+        "version": ws.version,
     })
 }
 
@@ -58,10 +60,13 @@ pub(crate) struct SaveRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     metadata: Option<Map<String, Value>>,
     scope: Option<String>,
+    /// The version the save was decided on (see `api::versions`); `If-Match` may name it instead.
+    version: Option<u64>,
 }
 
 /// `POST /workspaces/save`. Unknown fields (such as a loaded workspace's read-only ones) are
-/// ignored, so what `load` returns can be sent straight back.
+/// ignored, so what `load` returns can be sent straight back (its `version` makes that save
+/// conditional: 409 when someone saved in between).
 pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
     let input: SaveRequest = body::parse(&call.body)?;
     let name = body::required_text("name", input.name, MAX_NAME_CHARS)?;
@@ -76,6 +81,11 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         }
         None => new_id("ws_", 16),
     };
+    let expect = versions::expectation(call, input.version)?;
+    let owner = principal.owner(scope);
+    if expect == Expect::Exists && app.store.get_workspace(&owner, &id).await?.is_none() {
+        return Err(versions::workspace_missing(&id));
+    }
     let draft = WorkspaceDraft {
         id,
         name,
@@ -84,9 +94,14 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
         scope,
         writer: principal.username.clone(),
         now: now_timestamp(),
+        expected_version: match expect {
+            Expect::Version(v) => Some(v),
+            Expect::Nothing | Expect::Exists => None,
+        },
     };
-    let saved = app.store.save_workspace(&principal.owner(scope), draft).await?;
-    Ok(Reply::ok(json!({"workspace_id": saved.id}), "Workspace saved successfully"))
+    let saved = app.store.save_workspace(&owner, draft).await?;
+    Ok(Reply::ok(versions::saved_json("workspace_id", &saved.id, saved.version), "Workspace saved successfully")
+        .with_version(saved.version))
 }
 
 /// `GET /workspaces/{workspace_id}/load`. Another tenant's workspace is indistinguishable from
@@ -96,7 +111,7 @@ pub async fn load(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     validate_id("workspace_id", id)?;
     let scope = query_scope(call)?;
     match app.store.get_workspace(&principal.owner(scope), id).await? {
-        Some(ws) => Ok(Reply::ok(workspace_json(&ws), "Workspace loaded successfully")),
+        Some(ws) => Ok(Reply::ok(workspace_json(&ws), "Workspace loaded successfully").with_version(ws.version)),
         None => Err(ApiError::not_found(format!("Workspace '{id}' not found"))),
     }
 }

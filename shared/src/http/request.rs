@@ -84,7 +84,19 @@ pub(super) fn call(parts: &Parts, params: HashMap<String, String>, body: Vec<u8>
             query.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
         }
     }
-    Call { params, query, body, public_base: public_base(parts) }
+    Call { params, query, body, public_base: public_base(parts), if_match: if_match(parts) }
+}
+
+/// Every `If-Match` value, joined as one list; text that is not UTF-8 stays visible (and fails
+/// to parse) rather than vanishing into "no precondition".
+fn if_match(parts: &Parts) -> Option<String> {
+    let values: Vec<String> = parts
+        .headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 fn public_base(parts: &Parts) -> String {

@@ -1,6 +1,7 @@
 //! DynamoDB adapter over one table (the layout `template.yaml` declares):
 //!
 //! - table key `PK` (HASH) / `SK` (RANGE); a workspace is `PK = <owner key>`, `SK = ws#<id>`;
+//!   its `version` (N) is checked and bumped by the save's one UpdateItem (see `VersionCheck`);
 //! - GSI `by_updated`: `GSI1PK = <owner key>#ws`, `GSI1SK = Workspace::list_key()`, projection
 //!   ALL; heads marked for compaction are in it too (`GSI1PK = compact#<0..15>`, `GSI1SK = W`);
 //! - TTL attribute `expires_at` (epoch seconds), on pending commit records and leases only;
@@ -76,8 +77,9 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
 use super::{Blobs, Snapshot, StoreError, StoreResult, Tables, Workspaces, SNAPSHOT_GRACE_SECS};
-use crate::model::{list_key, Owner, Scope, Workspace, WorkspaceDraft};
+use crate::model::{list_key, workspace_version_conflict, Owner, Scope, Workspace, WorkspaceDraft};
 use crate::tables::{Commit, WsKey};
+use layout::n;
 
 mod batch;
 mod catalog;
@@ -213,12 +215,29 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl Workspaces for DynamoStore {
+/// How a workspace UpdateItem treats `version`. Items written before versions existed have no
+/// `version` attribute and count as version 1 (as SQLite's migration sets them): one save of
+/// such an item makes it 2, so a client that loaded it as 1 before that save is stale after it.
+#[derive(Debug, Clone, Copy)]
+enum VersionCheck {
+    /// A new item (`0 + 1`) or one with a version (`+ 1`); an item without the attribute fails
+    /// the condition (then it is saved again as `Expect(1)`).
+    Unnamed,
+    /// The stored version must be this one (an item without the attribute counts as 1); it
+    /// becomes one more.
+    Expect(u64),
+}
+
+impl DynamoStore {
     /// One UpdateItem: creates or updates in place; `if_not_exists` keeps `author` and
-    /// `created_at` of an existing item without a read first.
-    async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
-        self.check_layout().await?;
+    /// `created_at` of an existing item without a read first, and the version is checked and
+    /// bumped in the same write. `None` when the version condition failed.
+    async fn update_workspace(
+        &self,
+        owner: &Owner,
+        draft: &WorkspaceDraft,
+        check: VersionCheck,
+    ) -> StoreResult<Option<Workspace>> {
         let metadata = serde_json::to_string(&draft.metadata)
             .map_err(|e| StoreError::Internal(format!("metadata of {} does not serialize: {e}", draft.id)))?;
         // `updated_at` is always `:now`, so the stored list key is known before the write.
@@ -235,6 +254,7 @@ impl Workspaces for DynamoStore {
             ("#updated_at", "updated_at"),
             ("#gsi1pk", "GSI1PK"),
             ("#gsi1sk", "GSI1SK"),
+            ("#version", "version"),
         ];
         let mut request = self
             .client
@@ -250,22 +270,75 @@ impl Workspaces for DynamoStore {
             .expression_attribute_values(":now", s(&draft.now))
             .expression_attribute_values(":gsi1pk", s(workspace_gsi1pk(owner)))
             .expression_attribute_values(":gsi1sk", s(gsi1sk))
+            .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew);
+        let version_set = match check {
+            VersionCheck::Unnamed => {
+                request = request
+                    .expression_attribute_names("#pk", "PK")
+                    .expression_attribute_values(":zero", n(0))
+                    .condition_expression("attribute_not_exists(#pk) OR attribute_exists(#version)");
+                "#version = if_not_exists(#version, :zero) + :one"
+            }
+            VersionCheck::Expect(expected) => {
+                // DynamoDB refuses names an expression does not use: `#pk` only where it is.
+                let condition = if expected == 1 {
+                    request = request.expression_attribute_names("#pk", "PK");
+                    "#version = :expected OR (attribute_exists(#pk) AND attribute_not_exists(#version))"
+                } else {
+                    "#version = :expected"
+                };
+                request = request.expression_attribute_values(":expected", n(expected)).condition_expression(condition);
+                "#version = if_not_exists(#version, :one) + :one"
+            }
+        };
         for (placeholder, name) in names {
             request = request.expression_attribute_names(placeholder, name);
         }
-        let update = match draft.description {
+        let update = match &draft.description {
             Some(description) => {
                 request = request.expression_attribute_values(":description", s(description));
-                format!("{SAVE_SET}, #description = :description")
+                format!("{SAVE_SET}, {version_set}, #description = :description")
             }
-            None => format!("{SAVE_SET} REMOVE #description"),
+            None => format!("{SAVE_SET}, {version_set} REMOVE #description"),
         };
-        let out = request.update_expression(update).send().await.map_err(|e| store_error("UpdateItem", e))?;
+        let out = match request.update_expression(update).send().await {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(None),
+            Err(e) => return Err(store_error("UpdateItem", e)),
+        };
         let item = out
             .attributes()
             .ok_or_else(|| StoreError::Internal(format!("UpdateItem of {} returned no attributes", draft.id)))?;
-        workspace_from_item(item)
+        workspace_from_item(item).map(Some)
+    }
+}
+
+#[async_trait]
+impl Workspaces for DynamoStore {
+    /// One UpdateItem (see `update_workspace`); only the first unnamed save of an item from before
+    /// versions takes a second.
+    async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
+        self.check_layout().await?;
+        if let Some(expected) = draft.expected_version {
+            if let Some(saved) = self.update_workspace(owner, &draft, VersionCheck::Expect(expected)).await? {
+                return Ok(saved);
+            }
+            // Only for the message: the write has already been refused.
+            let stored = self.get_workspace(owner, &draft.id).await?.map(|w| w.version);
+            return Err(StoreError::Conflict(workspace_version_conflict(&draft.id, stored, expected)));
+        }
+        for _ in 0..3 {
+            if let Some(saved) = self.update_workspace(owner, &draft, VersionCheck::Unnamed).await? {
+                return Ok(saved);
+            }
+            // The item has no version yet: it is at 1 (and fails this only if another save just
+            // gave it one, and then the first form applies on the next round).
+            if let Some(saved) = self.update_workspace(owner, &draft, VersionCheck::Expect(1)).await? {
+                return Ok(saved);
+            }
+        }
+        Err(StoreError::Conflict("the workspace was changed concurrently; reload it and retry".into()))
     }
 
     async fn get_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<Workspace>> {
@@ -392,6 +465,7 @@ fn new_workspace_item(owner: &Owner, draft: &WorkspaceDraft) -> StoreResult<Item
         ("updated_by".to_owned(), s(&draft.writer)),
         ("created_at".to_owned(), s(&draft.now)),
         ("updated_at".to_owned(), s(&draft.now)),
+        ("version".to_owned(), n(1)),
     ]);
     if let Some(description) = &draft.description {
         item.insert("description".to_owned(), s(description));
@@ -442,6 +516,12 @@ fn workspace_from_item(item: &Item) -> StoreResult<Workspace> {
     };
     let metadata = serde_json::from_str::<Map<String, Value>>(&text("metadata")?)
         .map_err(|e| malformed("metadata", &format!("is not a JSON object ({e})")))?;
+    // Items from before versions have none: they count as 1 (see `VersionCheck`).
+    let version = match item.get("version") {
+        None => 1,
+        Some(AttributeValue::N(v)) => v.parse::<u64>().map_err(|_| malformed("version", "is not a whole number"))?,
+        Some(_) => return Err(malformed("version", "is not a number")),
+    };
     Ok(Workspace {
         id: text("id")?,
         name: text("name")?,
@@ -452,6 +532,7 @@ fn workspace_from_item(item: &Item) -> StoreResult<Workspace> {
         updated_by: text("updated_by")?,
         created_at: text("created_at")?,
         updated_at: text("updated_at")?,
+        version,
     })
 }
 

@@ -260,6 +260,7 @@ fn workspace_draft(
         scope: req.scope,
         writer: principal.username.clone(),
         now: now.to_owned(),
+        expected_version: None,
     })
 }
 
@@ -440,10 +441,16 @@ impl<'a> Plan<'a> {
                         ApiError::unprocessable(format!("table {}, row '{key}': {}", occ.name, e.message()))
                     })?;
                 }
-                let row = match value {
+                let mut row = match value {
                     Value::Object(r) => r,
                     _ => Map::new(),
                 };
+                if projects_table {
+                    // Never the bundle's word, like the author: decided on the row as stored.
+                    let stored = stored_rows.and_then(|rows| rows.get(&key));
+                    let version = crate::api::versions::imported_project_version(stored, &row);
+                    row.insert(crate::api::versions::VERSION_COLUMN.into(), Value::from(version));
+                }
                 if keys.insert(key.clone()) {
                     tally.rows_inserted += 1;
                 } else {
@@ -477,7 +484,8 @@ impl<'a> Plan<'a> {
 
     /// A project's row as the import writes it: its id (renamed by `force_new_id`) and the
     /// target's scope; the author is never the bundle's word: a project already here keeps its
-    /// author and creation time, a new one is the importer's.
+    /// author and creation time, a new one is the importer's (its version is set once the row is
+    /// final, in `count_and_merge`).
     fn project_row(&self, row: &mut Row, key: &str, before: Option<&Row>, principal: &Principal, now: &str) {
         row.insert(PROJECT_KEY.into(), Value::String(key.to_owned()));
         row.insert("scope".into(), Value::String(self.req.scope.as_str().into()));

@@ -11,7 +11,8 @@ use crate::store::StoreResult;
 ///
 /// - 1 (recorded as 0, from before versions were recorded): `workspaces`, `ws_tables` (its
 ///   `owner` column added later) and `ws_rows`;
-/// - 2: adds `ws_heads`, each workspace's revision, which commits are conditioned on.
+/// - 2: adds `ws_heads`, each workspace's revision, which commits are conditioned on, and
+///   `workspaces.version`, each workspace's own version, which saves may be conditioned on.
 pub const LAYOUT_VERSION: u32 = 2;
 
 const SCHEMA: &str = "
@@ -27,6 +28,8 @@ CREATE TABLE IF NOT EXISTS workspaces (
     created_at  TEXT NOT NULL,
     updated_at  TEXT NOT NULL,
     list_key    TEXT NOT NULL,
+    -- 1 when created, one more on every save (files from before versions: 1, see below).
+    version     INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS workspaces_by_updated ON workspaces (owner, list_key);
@@ -81,6 +84,7 @@ pub(super) fn ensure_layout(conn: &mut Connection, path: &Path) -> StoreResult<(
         0 => {
             tx.execute_batch(SCHEMA).map_err(from_sqlite)?;
             add_owner_column(&tx)?;
+            add_version_column(&tx)?;
             tx.pragma_update(None, "user_version", LAYOUT_VERSION).map_err(from_sqlite)?;
         }
         other => {
@@ -101,6 +105,20 @@ fn add_owner_column(conn: &Connection) -> StoreResult<()> {
         .map_err(from_sqlite)?;
     if !has {
         conn.execute_batch("ALTER TABLE ws_tables ADD COLUMN owner TEXT").map_err(from_sqlite)?;
+    }
+    Ok(())
+}
+
+/// Files made before workspaces had versions lack the column: add it, every existing workspace
+/// at version 1 (the version a record without one counts as, on both stores).
+fn add_version_column(conn: &Connection) -> StoreResult<()> {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info('workspaces') WHERE name = 'version'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(from_sqlite)?;
+    if !has {
+        conn.execute_batch("ALTER TABLE workspaces ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+            .map_err(from_sqlite)?;
     }
     Ok(())
 }

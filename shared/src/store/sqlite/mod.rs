@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{Snapshot, StoreError, StoreResult, Tables, Workspaces};
-use crate::model::{Owner, Scope, Workspace, WorkspaceDraft};
+use crate::model::{workspace_version_conflict, Owner, Scope, Workspace, WorkspaceDraft};
 use crate::tables::{Commit, WsKey};
 
 mod layout;
@@ -113,7 +113,7 @@ pub(super) fn draft_values(
     ]))
 }
 
-const WS_COLUMNS: &str = "id, name, description, metadata, scope, author, updated_by, created_at, updated_at";
+const WS_COLUMNS: &str = "id, name, description, metadata, scope, author, updated_by, created_at, updated_at, version";
 
 fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Workspace, StoreError>> {
     let metadata: String = row.get(3)?;
@@ -135,6 +135,7 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Workspace, Store
             updated_by: row.get(6)?,
             created_at: row.get(7)?,
             updated_at: row.get(8)?,
+            version: u64::try_from(row.get::<_, i64>(9)?).unwrap_or(0),
         }),
         Err(e) => Err(e),
     })
@@ -142,18 +143,38 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Workspace, Store
 
 #[async_trait]
 impl Workspaces for SqliteStore {
+    /// The version check and the upsert in one IMMEDIATE transaction: no other writer can come
+    /// between them, so of concurrent saves naming the same version exactly one applies.
     async fn save_workspace(&self, owner: &Owner, draft: WorkspaceDraft) -> StoreResult<Workspace> {
         let owner = owner.key();
         self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(from_sqlite)?;
+            if let Some(expected) = draft.expected_version {
+                let stored: Option<i64> = tx
+                    .query_row(
+                        "SELECT version FROM workspaces WHERE owner = ?1 AND id = ?2",
+                        params![owner, draft.id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(from_sqlite)?;
+                let stored = stored.map(|v| u64::try_from(v).unwrap_or(0));
+                if stored != Some(expected) {
+                    return Err(StoreError::Conflict(workspace_version_conflict(&draft.id, stored, expected)));
+                }
+            }
             let sql = format!(
                 "{INSERT_WORKSPACE}
                  ON CONFLICT (owner, id) DO UPDATE SET
                     name = excluded.name, description = excluded.description, metadata = excluded.metadata,
                     scope = excluded.scope, updated_by = excluded.updated_by, updated_at = excluded.updated_at,
-                    list_key = excluded.list_key
+                    list_key = excluded.list_key, version = workspaces.version + 1
                  RETURNING {WS_COLUMNS}"
             );
-            conn.query_row(&sql, draft_values(&owner, &draft)?, workspace_from_row).map_err(from_sqlite)?
+            let saved =
+                tx.query_row(&sql, draft_values(&owner, &draft)?, workspace_from_row).map_err(from_sqlite)??;
+            tx.commit().map_err(from_sqlite)?;
+            Ok(saved)
         })
         .await
     }
