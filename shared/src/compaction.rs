@@ -33,9 +33,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         let left = Duration::from_millis(
             event.context.deadline.saturating_sub(
                 u64::try_from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis()),
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
                 )
                 .unwrap_or(u64::MAX),
             ),

@@ -115,20 +115,43 @@ ops! {
     UploadUrl => "BundleStore::upload_url",
     Sweep => "BundleStore::sweep",
     Delete => "BundleStore::delete",
+    CheckLayout => "DynamoStore::check_layout",
+    Compact => "DynamoStore::compact_marked",
 }
 
-/// Commits and deletes: the manifest and records (GetItem, Query), rows (BatchWriteItem), the
-/// commit point (TransactWriteItems: Put, Update, Delete, ConditionCheck items) and the sweep
-/// of earlier commits (UpdateItem, DeleteItem). Of commits, only one that may create a workspace
-/// which turns out to exist (an import) carries a ConditionCheck; it is declared for every
-/// commit, as the table is per method.
-const WRITE_PATH: &[Grant] = &[
+/// A commit: the head, the touched tables' entries and the changed keys (GetItem, Query,
+/// BatchGetItem); a small one is one TransactWriteItems (Puts of rows and entries, the head's
+/// Update, the workspace's conditional Put when it creates it); a large one first puts its
+/// record and stages rows and entries (PutItem, BatchWriteItem).
+const COMMIT: &[Grant] = &[
+    table("dynamodb:GetItem"),
+    table("dynamodb:Query"),
+    table("dynamodb:BatchGetItem"),
+    table("dynamodb:PutItem"),
+    table("dynamodb:UpdateItem"),
+    table("dynamodb:BatchWriteItem"),
+];
+
+/// A delete: the workspace, the head and the catalog read (to count rows), then one
+/// TransactWriteItems (Delete of the workspace; the head's Update, or Put when it had none).
+const DELETE: &[Grant] = &[
+    table("dynamodb:GetItem"),
+    table("dynamodb:Query"),
+    table("dynamodb:BatchGetItem"),
+    table("dynamodb:DeleteItem"),
+    table("dynamodb:UpdateItem"),
+    table("dynamodb:PutItem"),
+];
+
+/// Compaction: the marked heads (the GSI), each generation's items (Query), folds written and
+/// garbage deleted in batches, a fold published as a commit (TransactWriteItems: entries' Puts,
+/// the head's Update), records marked aborting and marks cleared (UpdateItem).
+const COMPACT: &[Grant] = &[
+    LIST_QUERY,
     table("dynamodb:GetItem"),
     table("dynamodb:Query"),
     table("dynamodb:PutItem"),
     table("dynamodb:UpdateItem"),
-    table("dynamodb:DeleteItem"),
-    table("dynamodb:ConditionCheckItem"),
     table("dynamodb:BatchWriteItem"),
 ];
 
@@ -144,18 +167,26 @@ impl Op {
             Needs { calls, implied: &[], via: &[] }
         }
         match self {
-            Op::SaveWorkspace => calls(const { &[table("dynamodb:UpdateItem")] }),
-            Op::GetWorkspace | Op::ListTables => calls(const { &[table("dynamodb:GetItem")] }),
+            // One UpdateItem; a refused one reads the workspace to word its 409.
+            Op::SaveWorkspace => {
+                Needs { calls: const { &[table("dynamodb:UpdateItem")] }, implied: &[], via: &[Op::GetWorkspace] }
+            }
+            Op::GetWorkspace | Op::CheckLayout => calls(const { &[table("dynamodb:GetItem")] }),
             Op::ListWorkspaces => calls(const { &[LIST_QUERY] }),
-            // `ListTables` is taking a snapshot: the manifest, read once. Its reads then go to the
-            // versions it names: the shards, oversized rows from their blobs.
+            // Taking a snapshot: the head, every catalog entry, the log of staged ones.
+            Op::ListTables => {
+                calls(const { &[table("dynamodb:GetItem"), table("dynamodb:Query"), table("dynamodb:BatchGetItem")] })
+            }
+            // Its reads then go to the parts the entries name, oversized rows to their blobs.
             Op::ReadRows => Needs { calls: const { &[table("dynamodb:Query")] }, implied: &[], via: &[Op::GetBlob] },
             Op::GetRows => {
                 Needs { calls: const { &[table("dynamodb:BatchGetItem")] }, implied: &[], via: &[Op::GetBlob] }
             }
-            // Writes new rows' blobs, copies kept ones (read + write), collects superseded ones.
-            Op::Commit => Needs { calls: WRITE_PATH, implied: &[], via: &[Op::PutBlob, Op::GetBlob, Op::DeleteBlob] },
-            Op::DeleteWorkspace => Needs { calls: WRITE_PATH, implied: &[], via: &[Op::DeleteBlob] },
+            // Writes new rows' blobs.
+            Op::Commit => Needs { calls: COMMIT, implied: &[], via: &[Op::PutBlob] },
+            Op::DeleteWorkspace => calls(DELETE),
+            // Folds copy oversized rows' blobs (read + write); garbage takes its blobs with it.
+            Op::Compact => Needs { calls: COMPACT, implied: &[], via: &[Op::GetBlob, Op::PutBlob, Op::DeleteBlob] },
             Op::PutBlob => calls(const { &[rows("s3:PutObject")] }),
             Op::GetBlob => calls(const { &[rows("s3:GetObject")] }),
             Op::DeleteBlob => calls(const { &[rows("s3:DeleteObject")] }),
@@ -179,6 +210,22 @@ impl Op {
             Op::Sweep => calls(&[]),
             Op::Delete => calls(const { &[bundles("s3:DeleteObject")] }),
         }
+    }
+
+    /// An operation of the DynamoDB store's item table (which checks the table's layout first).
+    pub const fn is_table_store(self) -> bool {
+        matches!(
+            self,
+            Op::SaveWorkspace
+                | Op::GetWorkspace
+                | Op::ListWorkspaces
+                | Op::ListTables
+                | Op::ReadRows
+                | Op::GetRows
+                | Op::Commit
+                | Op::DeleteWorkspace
+                | Op::Compact
+        )
     }
 
     /// Everything this operation needs, its `via` operations' needs included, each grant
@@ -212,10 +259,12 @@ pub struct Function {
 }
 
 impl Function {
-    /// Every grant the function's role needs, with the operations that need it.
+    /// Every grant the function's role needs, with the operations that need it. A function that
+    /// reaches the DynamoDB store also checks its layout, once per process, on first use.
     pub fn needs(&self) -> BTreeMap<Grant, BTreeSet<Op>> {
         let mut out: BTreeMap<Grant, BTreeSet<Op>> = BTreeMap::new();
-        for op in self.ops {
+        let layout = self.ops.iter().any(|op| op.is_table_store()).then_some(&Op::CheckLayout);
+        for op in self.ops.iter().chain(layout) {
             for (grant, by) in op.all_needs() {
                 out.entry(grant).or_default().extend(by);
             }
@@ -242,7 +291,7 @@ pub const FUNCTIONS: &[Function] = &[
         "export-tables",
         &[Op::GetWorkspace, Op::ListTables, Op::ReadRows, Op::Sweep, Op::CreateUpload, Op::DownloadUrl],
     ),
-    deployed("import-tables", &[Op::Get, Op::GetWorkspace, Op::ListTables, Op::ReadRows, Op::GetRows, Op::Commit]),
+    deployed("import-tables", &[Op::Get, Op::GetWorkspace, Op::ListTables, Op::GetRows, Op::Commit]),
     deployed("create-bundle-upload", &[Op::Sweep, Op::UploadUrl]),
     deployed("save-project", &[Op::GetWorkspace, Op::GetRows, Op::ListTables, Op::Commit]),
     deployed("list-projects", &[Op::GetWorkspace, Op::ListTables, Op::ReadRows]),
@@ -250,8 +299,9 @@ pub const FUNCTIONS: &[Function] = &[
     deployed("cleanup-project", &[Op::GetWorkspace, Op::GetRows, Op::ReadRows, Op::ListTables, Op::Commit]),
     local_only("download-bundle", &[Op::OpenStream]),
     local_only("upload-bundle", &[Op::CreateUpload]),
-    // Deployed functions that no route reaches (a queue worker, a compaction job) go here,
-    // with `deployed(...)`: iam_agree.rs then requires them in the template too.
+    // Deployed functions that no route reaches go here, with `deployed(...)`: iam_agree.rs then
+    // requires them in the template too.
+    deployed("compact-tables", &[Op::Compact]),
 ];
 
 /// The function named `name`.

@@ -137,13 +137,18 @@ impl Commit {
     }
 }
 
-/// What one workspace's table catalog (every table's name, owner, key column and schema) may
-/// take. The DynamoDB store keeps the catalog in one item (400 KB at most), so the API refuses
-/// (413) before writing anything what would pass this, on both stores alike.
-pub const MAX_CATALOG_BYTES: usize = 300_000;
+/// What one table's catalog entry (name, owner, key column and schema) may take: the DynamoDB
+/// store keeps each table's entry in an item of its own (400 KB at most, with its parts list), so
+/// the API refuses (413) before writing anything a table whose schema would pass this, on both
+/// stores alike.
+pub const MAX_TABLE_ENTRY_BYTES: usize = 300_000;
 
-/// A table's share of [`MAX_CATALOG_BYTES`]: its catalog entry's encoded size, plus room for
-/// what a store adds beside it (version, row count, shards).
+/// Tables one workspace holds. Each is one catalog entry, and every snapshot reads them all
+/// (about 1 MB per 3,000 tables on DynamoDB), so a bound keeps a snapshot's cost bounded too.
+pub const MAX_TABLES_PER_WORKSPACE: usize = 10_000;
+
+/// A table's catalog entry size, as [`MAX_TABLE_ENTRY_BYTES`] counts it: its encoded schema,
+/// plus room for what a store adds beside it (row count, parts).
 pub fn catalog_bytes(name: &str, key_column: &str, columns: &[Column], owner: &TableOwner) -> usize {
     name.len() + key_column.len() + encoded_len(columns) + encoded_len(owner) + 128
 }

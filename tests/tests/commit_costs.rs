@@ -4,10 +4,11 @@
 //! into a fresh table of the same workspace. Counts, not timings: they depend on the code and
 //! the data, not on how fast the machine is.
 //!
-//! These are the "before" figures of the storage-core issue (a commit must cost what it
-//! changes). Today every commit rewrites each table it touches (copy-on-write versions, see
-//! `shared/src/store/dynamodb.rs`), so (a) and (b) grow with N; [`COMMIT_COST_GROWS_WITH_TABLE`]
-//! states that, and flips when the fix lands. Run with `--nocapture` to see the table.
+//! A commit costs what it changes (storage layout 2, see `shared/src/store/dynamodb.rs`): (a) and
+//! (b) write fewer than 10 items, the same at every N; (d) writes at most 1.1 items per row; (c)
+//! reads what it returns. Before layout 2 every commit rewrote each table it touched, so (a) and
+//! (b) wrote 4,005 and 4,007 items at N = 2,000 and 40,005 and 40,007 at N = 20,000. Run with
+//! `--nocapture` to see the table.
 
 use std::time::Instant;
 
@@ -16,10 +17,9 @@ use blackbox_tests::{aws_endpoint, harness_with_dynamodb_endpoint, projects_tabl
 use serde_json::{json, Value};
 use shared::routes::Endpoint;
 
-/// Today: saving one project, or importing one row, into an N-row table copies all N rows into
-/// a new version (and deletes the old one), so it writes more at a larger N. When a commit costs
-/// what it changes, set this to `false`: the same checks then require equal writes at every N.
-const COMMIT_COST_GROWS_WITH_TABLE: bool = true;
+/// What saving one project or importing one row may write: the row, its table's entry, the
+/// head (and, for a new project, nothing more).
+const SMALL_COMMIT_MAX_ITEMS: u64 = 10;
 
 const WS: &str = "ws_cost";
 const FRESH_ROWS: usize = 10_000;
@@ -176,24 +176,26 @@ fn assert_reproducible(a: &Run, b: &Run) {
     }
 }
 
-/// (a) and (b) against N (see [`COMMIT_COST_GROWS_WITH_TABLE`]); (d) touches only its new table,
-/// so its writes never depend on N.
+/// (a) and (b) write fewer than [`SMALL_COMMIT_MAX_ITEMS`], the same at both sizes; (d) at most
+/// 1.1 items per row and the same at both sizes; (c) reads in proportion to what it returns.
 fn assert_cost_against_table_size(small: &Run, big: &Run) {
     for (step, pick) in [
         (SAVE, (|r: &Run| r.save.counts.total()) as fn(&Run) -> OpCounts),
         (IMPORT_ONE, |r: &Run| r.import_one.counts.total()),
     ] {
         let (s, b) = (pick(small).written, pick(big).written);
-        if COMMIT_COST_GROWS_WITH_TABLE {
-            assert!(b > s, "{step}: {b} items written at N = {} vs {s} at N = {}", big.rows, small.rows);
-            // The copy: every stored row is written again, as it is stored at each size.
-            assert!(s > small.rows as u64 && b > big.rows as u64, "{step}: {s} and {b} written");
-        } else {
-            assert_eq!(s, b, "{step}: items written at N = {} and N = {}", small.rows, big.rows);
-        }
+        assert!(s < SMALL_COMMIT_MAX_ITEMS, "{step}: {s} items written at N = {}", small.rows);
+        assert_eq!(s, b, "{step}: items written at N = {} and N = {}", small.rows, big.rows);
     }
     let fresh = |r: &Run| r.import_fresh.counts.total().written;
     assert_eq!(fresh(small), fresh(big), "(d) writes its own new table only");
+    assert!(fresh(big) * 10 <= FRESH_ROWS as u64 * 11, "(d): {} items for {FRESH_ROWS} rows", fresh(big));
+    // Export reads the projects table twice (who may see which project, then the rows) and each
+    // page asks every shard for a little more than its share: under 3 items per row returned.
+    for run in [small, big] {
+        let read = run.export.counts.total().read;
+        assert!(read <= 3 * (run.rows as u64 + 2) + 50, "(c) at N = {}: {read} items read", run.rows);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,7 @@ fn draft(id: &str) -> WorkspaceDraft {
         scope: Scope::User,
         writer: "alice".into(),
         now: "2026-11-28T00:00:00Z".into(),
+        expected_version: None,
     }
 }
 
@@ -134,14 +135,8 @@ impl Fixture {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
-                .raw
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
+            let page =
+                self.raw.scan().table_name(&self.table).set_exclusive_start_key(start).send().await.expect("scan");
             for item in page.items() {
                 if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (item.get("PK"), item.get("SK")) {
                     if pk.starts_with(&prefix) && !(pk == &prefix && sk == "head") {
@@ -207,13 +202,11 @@ async fn a_killed_large_commit_leaves_the_previous_state_and_its_retry_converges
     let Some(f) = fresh("killed").await else { return };
     f.commit(commit("seed", vec![write("t", rows("k", 0..300, "a"))])).await;
     let before = Fixture::all(&*f.snapshot().await, "t").await;
-    let change = || {
-        Commit {
-            id: "change".into(),
-            upserts: vec![write("t", rows("k", 100..400, "b")), write("u", rows("u", 0..200, "u"))],
-            delete_rows: vec![("t".into(), (0..50).map(|i| format!("k{i:06}")).collect())],
-            ..Commit::default()
-        }
+    let change = || Commit {
+        id: "change".into(),
+        upserts: vec![write("t", rows("k", 100..400, "b")), write("u", rows("u", 0..200, "u"))],
+        delete_rows: vec![("t".into(), (0..50).map(|i| format!("k{i:06}")).collect())],
+        ..Commit::default()
     };
     let base = f.rev().await;
     for kill_after in [0, 1, 137, 499] {

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials};
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{BeforeSerializationInterceptorContextRef, Input};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -222,9 +221,6 @@ struct Fixture {
     calls: Calls,
     store: DynamoStore,
     bundles: Arc<S3Bundles>,
-    /// Without the recorder: for arranging items behind the store's back.
-    raw: aws_sdk_dynamodb::Client,
-    table: String,
 }
 
 /// A table and a bucket of their own on the local server, both clients recorded. The bucket
@@ -245,8 +241,7 @@ async fn fixture(case: &str) -> Option<Fixture> {
     bundles.create_bucket_if_missing().await.expect("creating the test bucket");
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &name).with_blobs(bundles.clone());
     store.create_table_if_missing().await.expect("creating the test table");
-    let raw = aws_sdk_dynamodb::Client::new(&sdk);
-    Some(Fixture { calls: Calls { recorder, by_op: BTreeMap::new() }, store, bundles, raw, table: name })
+    Some(Fixture { calls: Calls { recorder, by_op: BTreeMap::new() }, store, bundles })
 }
 
 fn draft(id: &str) -> WorkspaceDraft {
@@ -286,51 +281,28 @@ fn commit(id: &str, create: Option<&str>, rows: &[(&str, usize)]) -> Commit {
     }
 }
 
-/// Makes the workspace's pending commit records look abandoned (older than the sweep's 20
-/// minutes), as `store_conformance` does; returns how many.
-async fn age_pending_records(f: &Fixture, ws: &WsKey) -> usize {
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    let out = (f.raw.query().table_name(&f.table))
-        .key_condition_expression("PK = :pk AND begins_with(SK, :commit)")
-        .expression_attribute_values(":pk", s(&ws.key()))
-        .expression_attribute_values(":commit", s("commit#"))
-        .send()
-        .await
-        .expect("querying commit records");
-    let mut aged = 0;
-    for item in out.items() {
-        if item.get("state") != Some(&s("pending")) {
-            continue;
-        }
-        (f.raw.update_item().table_name(&f.table))
-            .key("PK", item["PK"].clone())
-            .key("SK", item["SK"].clone())
-            .update_expression("SET created = :old")
-            .expression_attribute_values(":old", AttributeValue::N("1000".into()))
-            .send()
-            .await
-            .expect("ageing a pending record");
-        aged += 1;
-    }
-    aged
-}
-
 #[tokio::test]
 async fn every_dynamodb_store_call_is_declared_for_its_operation() {
     let Some(mut f) = fixture("store").await else { return };
     let (store, c) = (&f.store, &mut f.calls);
     let owner = Owner::user("acme", "ann");
+    // Once per store, before its first call: the table's layout item.
+    c.run(Op::CheckLayout, store.check_layout()).await.expect("layout");
     c.run(Op::SaveWorkspace, store.save_workspace(&owner, draft("ws_a"))).await.expect("save");
+    // A stale version: refused, then the stored one read to say which it is.
+    let stale = WorkspaceDraft { expected_version: Some(99), ..draft("ws_a") };
+    assert!(c.run(Op::SaveWorkspace, store.save_workspace(&owner, stale)).await.is_err());
     assert!(c.run(Op::GetWorkspace, store.get_workspace(&owner, "ws_a")).await.expect("get").is_some());
     assert_eq!(c.run(Op::ListWorkspaces, store.list_workspaces(&owner, None, 10)).await.expect("list").len(), 1);
 
-    // Created by its first commit (a conditional Put), with a row over the item limit (a blob).
+    // Created by its first commit (a conditional Put), with a row over the item limit (a blob,
+    // so the commit is staged: record, batches, then the flip).
     let ws = WsKey::new(owner.clone(), "ws_b");
     let big = 400_000;
     let s0 = c.run(Op::ListTables, store.snapshot(&ws)).await.expect("snapshot");
     let c1 = commit("c1", Some("ws_b"), &[("k1", 10), ("k2", big)]);
     let r1 = c.run(Op::Commit, store.commit(&ws, s0.revision(), c1)).await.expect("c1");
-    // Into the existing workspace (a ConditionCheck): copies k2's blob, collects c1's version.
+    // A small one into the existing workspace: one transaction with its ConditionCheck.
     let r2 = c.run(Op::Commit, store.commit(&ws, r1, commit("c2", Some("ws_b"), &[("k3", 10)]))).await.expect("c2");
     let s2 = c.run(Op::ListTables, store.snapshot(&ws)).await.expect("snapshot");
     assert_eq!((s2.revision(), s2.tables()[0].row_count), (r2, 3));
@@ -338,23 +310,33 @@ async fn every_dynamodb_store_call_is_declared_for_its_operation() {
     assert_eq!(rows.iter().map(|(_, r)| r["v"].as_str().map_or(0, str::len)).collect::<Vec<_>>(), [10, big, 10]);
     let got = c.run(Op::GetRows, s2.get_rows("t", &["k2".to_owned()])).await.expect("get rows");
     assert_eq!(got.len(), 1);
-    // A stale base: refused after reading the manifest, before writing anything.
+    // A stale base: refused after reading the head, before writing anything.
     let stale = c.run(Op::Commit, store.commit(&ws, r1, commit("c2b", None, &[("k9", 10)]))).await;
     assert!(matches!(stale, Err(shared::store::StoreError::Conflict(_))), "{stale:?}");
 
-    // A commit that dies half-way, then looks abandoned: the next write's sweep aborts it.
+    // A staged commit that dies half-way, and one more layer with a blob.
     store.inject_commit_fault(Some(1));
-    let faulted = c.run(Op::Commit, store.commit(&ws, r2, commit("c3", None, &[("k4", 10), ("k5", 10)]))).await;
+    let faulted = c.run(Op::Commit, store.commit(&ws, r2, commit("c3", None, &[("k4", 10), ("k5", big)]))).await;
     store.inject_commit_fault(None);
     assert!(faulted.is_err(), "the injected fault fails the commit");
-    assert!(age_pending_records(&f, &ws).await > 0, "the failed commit left a pending record");
+    let r4 = c.run(Op::Commit, store.commit(&ws, r2, commit("c4", None, &[("k7", big)]))).await.expect("c4");
+    // Compaction with no grace period: aborts c3, folds c2 and c4 into c1's layer (copying k7's
+    // blob); the second run deletes what the fold superseded (c4's blob with it).
+    let compactor = store.clone().with_grace_secs(0);
+    c.run(Op::Compact, compactor.compact_marked(Duration::from_secs(60))).await.expect("compact");
+    c.run(Op::Compact, compactor.compact_marked(Duration::from_secs(60))).await.expect("compact again");
+    let s4 = store.snapshot(&ws).await.expect("snapshot");
+    assert!(s4.revision() > r4, "the fold is a commit");
+    assert_eq!(s4.tables()[0].row_count, 4);
+    // One more staged commit, so the delete's catalog read meets a staged entry (and its log).
+    store.commit(&ws, s4.revision(), commit("c5", None, &[("k8", big)])).await.expect("c5");
 
     let (store, c) = (&f.store, &mut f.calls);
     let deleted = c.run(Op::DeleteWorkspace, store.delete_workspace(&owner, "ws_b")).await.expect("delete");
-    assert_eq!(deleted, Some(3));
-    // Without tables: the transaction checks that no manifest appeared meanwhile.
+    assert_eq!(deleted, Some(5));
+    // Without tables (no head yet): the delete puts one, so no commit based on nothing lands.
     assert_eq!(c.run(Op::DeleteWorkspace, store.delete_workspace(&owner, "ws_a")).await.expect("delete"), Some(0));
-    c.check(&["Workspaces::", "Tables::", "Snapshot::"]);
+    c.check(&["Workspaces::", "Tables::", "Snapshot::", "DynamoStore::"]);
 }
 
 #[tokio::test]

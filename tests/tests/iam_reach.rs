@@ -194,7 +194,8 @@ impl Reached {
 
     fn check(&self) {
         let mut problems = Vec::new();
-        for function in iam::FUNCTIONS {
+        // Compaction is the DynamoDB store's own method, not a handler's: iam_calls drives it.
+        for function in iam::FUNCTIONS.iter().filter(|f| f.ops != [Op::Compact]) {
             let declared: BTreeSet<Op> = function.ops.iter().copied().collect();
             let Some(reached) = self.by_function.get(function.name) else {
                 problems.push(format!("{} was never driven here: add its requests to this test", function.name));

@@ -26,7 +26,7 @@ on_both_backends!(
     a_redacted_secret_cannot_be_repointed,
     a_recorded_table_owner_never_changes,
     bundle_limits_are_422_and_write_nothing,
-    a_catalog_too_big_for_one_item_is_413_and_writes_nothing,
+    a_table_schema_too_big_for_one_item_is_413_and_writes_nothing,
     the_contracts_flow_works_on_a_new_empty_workspace,
     export_import_export_keeps_generated_workspaces_exactly,
     projects_list_pages_like_the_workspaces_list,
@@ -343,24 +343,27 @@ async fn bundle_limits_are_422_and_write_nothing(h: &Harness) {
     }
 }
 
-/// On DynamoDB the catalog is one item: before, such an import wrote every row and then failed
-/// with a 500. Now it is refused first, on both stores alike.
-async fn a_catalog_too_big_for_one_item_is_413_and_writes_nothing(h: &Harness) {
+/// On DynamoDB each table's catalog entry is one item: a schema too big for it is refused
+/// before anything is written (before, such an import wrote every row and then failed with a
+/// 500), on both stores alike. Many wide tables, which one catalog item could not hold, fit.
+async fn a_table_schema_too_big_for_one_item_is_413_and_writes_nothing(h: &Harness) {
     let c = Client::new(&h.app, "acme", "ann");
-    let tables: Vec<(String, Value)> = (0..8)
-        .map(|i| {
-            let mut t = table("id", &["r1", "r2"]);
-            let cols = t["schema"].as_array_mut().unwrap();
-            for j in 0..400 {
-                cols.push(
-                    json!({"name": format!("column_{j}"), "type": "t".repeat(100), "nullable": "YES", "default": null}),
-                );
-            }
-            (format!("wide{i}_src"), t)
-        })
-        .collect();
-    import_as(&c, bundle("src", vec![], tables), "ws_big", "user", false).await.assert_error(413, "catalog");
+    let wide = |columns: usize, type_len: usize, default: Option<String>| {
+        let mut t = table("id", &["r1", "r2"]);
+        let cols = t["schema"].as_array_mut().unwrap();
+        for j in 0..columns {
+            cols.push(json!({"name": format!("column_{j}"), "type": "t".repeat(type_len), "nullable": "YES", "default": default}));
+        }
+        t
+    };
+    let many: Vec<(String, Value)> = (0..8).map(|i| (format!("wide{i}_src"), wide(400, 100, None))).collect();
+    import_as(&c, bundle("src", vec![], many), "ws_wide", "user", false).await.ok();
     let owner = shared::model::Owner::user("acme", "ann");
+    let ws = shared::tables::WsKey::new(owner.clone(), "ws_wide");
+    assert_eq!(h.app.store.snapshot(&ws).await.unwrap().tables().len(), 8, "400 KB of schemas over 8 tables fit");
+
+    let huge = vec![("huge_src".to_owned(), wide(450, 100, Some(format!("'{}'", "d".repeat(900)))))];
+    import_as(&c, bundle("src", vec![], huge), "ws_big", "user", false).await.assert_error(413, "schema would take");
     assert!(h.app.store.get_workspace(&owner, "ws_big").await.unwrap().is_none());
     let ws = shared::tables::WsKey::new(owner, "ws_big");
     assert!(h.app.store.snapshot(&ws).await.unwrap().tables().is_empty());

@@ -6,7 +6,6 @@
 //! those of the tables' item layout (layers, compaction, blobs) in `dynamodb_layout.rs`.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use serde_json::{json, Map, Value};
 use shared::model::{now_timestamp, Owner, Scope, Workspace, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
 use shared::store::sqlite::SqliteStore;
-use shared::store::{Blobs, Faults, Snapshot, Store, StoreError, StoreResult, Workspaces};
+use shared::store::{Blobs, Snapshot, Store, StoreError, StoreResult, Workspaces};
 use shared::tables::{Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey};
 
 const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_DYNAMODB";

@@ -440,7 +440,7 @@ async fn a_dynamodb_item_from_before_versions_counts_as_version_1(h: Arc<Harness
 #[tokio::test]
 async fn a_sqlite_file_from_before_versions_opens_at_version_1() {
     use shared::model::{now_timestamp, Owner, Scope, WorkspaceDraft};
-    use shared::store::{sqlite::SqliteStore, Store, StoreError};
+    use shared::store::{sqlite::SqliteStore, StoreError, Workspaces};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     {

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::model::{check_metadata, new_id, now_timestamp, validate_id, Principal, Scope};
 use crate::naming::projects_table;
 use crate::store::Snapshot;
-use crate::tables::{catalog_bytes, Column, Commit, Row, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
+use crate::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey, MAX_TABLES_PER_WORKSPACE};
 
 pub const PROJECT_KEY: &str = "project_id";
 
@@ -208,15 +208,11 @@ impl ProjectSave {
                 columns.push(col);
             }
         }
-        if stored.is_none() {
-            // The projects table joins the catalog: it must still fit (see `MAX_CATALOG_BYTES`).
-            let others: usize =
-                tables.iter().map(|t| catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner)).sum();
-            if others + catalog_bytes(&table, PROJECT_KEY, &columns, &projects_owner()) > MAX_CATALOG_BYTES {
-                return Err(ApiError::too_large(format!(
-                    "The workspace's table catalog is full ({others} of {MAX_CATALOG_BYTES} bytes): no room for its projects table"
-                )));
-            }
+        if stored.is_none() && tables.len() >= MAX_TABLES_PER_WORKSPACE {
+            return Err(ApiError::too_large(format!(
+                "The workspace holds {} tables, the most one may (its projects table would be one more)",
+                tables.len()
+            )));
         }
         let commit = Commit {
             upserts: vec![TableWrite {

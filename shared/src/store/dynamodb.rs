@@ -174,7 +174,7 @@ impl DynamoStore {
     /// Refuses a table of another storage layout (once per process, on first use: nothing slow
     /// happens at init). A table without the item is of layout 2, the first to record it (the
     /// template cannot write an item; every later layout's migration will).
-    async fn check_layout(&self) -> StoreResult<()> {
+    pub async fn check_layout(&self) -> StoreResult<()> {
         self.layout_checked
             .get_or_try_init(|| async {
                 let found = self

@@ -398,7 +398,6 @@ pub async fn tables_fault_injection_is_all_or_nothing(store: &dyn Store) {
         upserts: vec![write("t", (100..400).map(|i| row(&format!("k{i:03}"), 2)).collect())],
         delete_rows: vec![("u".into(), strings(&["u0"]))],
         drop_tables: vec![],
-        expect_rows: vec![],
     };
     let ws = w(&ann(), "ws_1");
     commit(store, &ws, base("c1")).await;

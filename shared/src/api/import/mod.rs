@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::projects::{all_projects, check_not_workspace_id, visible, PROJECT_KEY};
+use super::projects::{check_not_workspace_id, visible, PROJECT_KEY};
 use super::workspaces::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
 use super::{body, retry_on_conflict, Reply};
 use crate::api::Call;
@@ -35,7 +35,10 @@ use crate::model::{check_metadata, now_timestamp, validate_id, Principal, Scope,
 use crate::naming::projects_table;
 use crate::secrets;
 use crate::store::Snapshot;
-use crate::tables::{catalog_bytes, Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey, MAX_CATALOG_BYTES};
+use crate::tables::{
+    catalog_bytes, Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey, MAX_TABLES_PER_WORKSPACE,
+    MAX_TABLE_ENTRY_BYTES,
+};
 use counts::{Counts, Tally};
 pub use parse::{parse as parse_bundle, Bundle, Group, Occurrence};
 
@@ -108,7 +111,7 @@ async fn decide(
     // commit, made without creating the workspace, would not land.
     let existing_ws = app.store.get_workspace(&target.owner, &req.workspace_id).await?;
     let stored: HashMap<String, TableMeta> = snapshot.tables().iter().map(|t| (t.name.clone(), t.clone())).collect();
-    let stored_projects = stored_projects(snapshot, target, &stored).await?;
+    let stored_projects = stored_projects(snapshot, target, &stored, &data).await?;
     let target_ids: Vec<String> = stored_projects.keys().cloned().collect();
     let mut bundle = parse::parse(data, &target_ids)?;
     let now = now_timestamp();
@@ -123,7 +126,7 @@ async fn decide(
         plan.owners.push(plan.target_owner(occ));
     }
     let names = plan.check_names(&bundle, &stored)?;
-    check_sync_limit(app, &plan, &bundle, &names, &stored)?;
+    check_sync_limit(app, &plan, &bundle, &names)?;
     plan.check_projects(&bundle, &stored_projects, principal, target)?;
     check_catalog(&plan, &bundle, &names, &stored)?;
 
@@ -144,25 +147,43 @@ async fn stored_projects(
     snapshot: &dyn Snapshot,
     target: &WsKey,
     stored: &HashMap<String, TableMeta>,
+    data: &Value,
 ) -> Result<HashMap<String, Row>, ApiError> {
-    if !stored.contains_key(&projects_table(&target.workspace_id)) {
+    let table = projects_table(&target.workspace_id);
+    if !stored.contains_key(&table) {
         return Ok(HashMap::new());
     }
-    Ok(all_projects(snapshot, target).await?.into_iter().collect())
+    // Only the projects the bundle can name: what it reads grows with the bundle, not with the
+    // workspace's projects.
+    let candidates: Vec<String> = candidate_project_ids(data).into_iter().collect();
+    Ok(snapshot.get_rows(&table, &candidates).await?.into_iter().collect())
 }
 
-/// Before any row is read: the rows this import writes, counted as the DynamoDB store pays for
-/// them (it rewrites every table it merges into, so stored rows count too).
-fn check_sync_limit(
-    app: &App,
-    plan: &Plan<'_>,
-    bundle: &Bundle,
-    names: &[String],
-    stored: &HashMap<String, TableMeta>,
-) -> Result<(), ApiError> {
+/// Every id the bundle may refer to a stored project by: its projects, its projects tables'
+/// keys, and each tail after a `_` of each table name (a `<kind>_<project id>` name may belong
+/// to a stored project the bundle does not list). Any id not among these cannot change how the
+/// bundle's names classify or which stored rows it touches.
+fn candidate_project_ids(data: &Value) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    if let Some(projects) = data.get("projects").and_then(Value::as_object) {
+        ids.extend(projects.keys().cloned());
+    }
+    let Some(tables) = data.get("tables").and_then(Value::as_object) else { return ids };
+    for (name, table) in tables {
+        ids.extend(name.match_indices('_').map(|(i, _)| name[i + 1..].to_owned()).filter(|t| !t.is_empty()));
+        if name.starts_with("projects") {
+            let rows = table.get("data").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            ids.extend(rows.iter().filter_map(|r| crate::tables::key_text(r.get(PROJECT_KEY))));
+        }
+    }
+    ids
+}
+
+/// Before any row is read: the rows this import writes (a commit writes only its own rows, so
+/// what the tables already hold does not count).
+fn check_sync_limit(app: &App, plan: &Plan<'_>, bundle: &Bundle, names: &[String]) -> Result<(), ApiError> {
     let keys = plan.keys_by_table(bundle, names);
-    let cost: u64 =
-        keys.iter().map(|(name, set)| set.len() as u64 + stored.get(*name).map_or(0, |t| t.row_count)).sum();
+    let cost: u64 = keys.values().map(|set| set.len() as u64).sum();
     let max = app.config.sync_import_max_rows;
     if cost > max {
         return Err(ApiError::too_large(format!(
@@ -174,30 +195,32 @@ fn check_sync_limit(
     Ok(())
 }
 
-/// The workspace's table catalog must fit what one stored item holds (see [`catalog_bytes`]).
+/// Each table's catalog entry must fit what one stored item holds (see [`catalog_bytes`]), and
+/// the workspace may not pass [`MAX_TABLES_PER_WORKSPACE`].
 fn check_catalog(
     plan: &Plan<'_>,
     bundle: &Bundle,
     names: &[String],
     stored: &HashMap<String, TableMeta>,
 ) -> Result<(), ApiError> {
-    let mut catalog: HashMap<&str, usize> = stored
-        .values()
-        .map(|t| (t.name.as_str(), catalog_bytes(&t.name, &t.key_column, &t.columns, &t.owner)))
-        .collect();
     let mut columns: HashMap<&str, Vec<Column>> = HashMap::new();
     for ((occ, name), owner) in bundle.occurrences.iter().zip(names).zip(&plan.owners) {
         let cols =
             columns.entry(name).or_insert_with(|| stored.get(name).map(|t| t.columns.clone()).unwrap_or_default());
         merge_columns(cols, &occ.columns);
-        catalog.insert(name, catalog_bytes(name, &occ.key_column, cols, owner));
+        let bytes = catalog_bytes(name, &occ.key_column, cols, owner);
+        if bytes > MAX_TABLE_ENTRY_BYTES {
+            return Err(ApiError::too_large(format!(
+                "Table '{name}': its schema would take {bytes} bytes, over the {MAX_TABLE_ENTRY_BYTES} one table \
+                 holds. Nothing was written."
+            )));
+        }
     }
-    let total: usize = catalog.values().sum();
-    if total > MAX_CATALOG_BYTES {
+    let tables = stored.len() + columns.keys().filter(|name| !stored.contains_key(**name)).count();
+    if tables > MAX_TABLES_PER_WORKSPACE {
         return Err(ApiError::too_large(format!(
-            "This import would make the workspace's table catalog (names, owners and schemas of its {} tables) \
-             {total} bytes, over the {MAX_CATALOG_BYTES} one workspace holds. Nothing was written.",
-            catalog.len()
+            "This import would give the workspace {tables} tables, over the {MAX_TABLES_PER_WORKSPACE} one \
+             workspace holds. Nothing was written."
         )));
     }
     Ok(())

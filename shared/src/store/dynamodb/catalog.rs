@@ -173,6 +173,6 @@ mod tests {
         assert_eq!(at4["t"].state.rows, 3, "revision 5 is not visible at 4; the staged loser never is");
         assert_eq!(at4["u"].state.rows, 2);
         assert_eq!(current(entries.clone(), 5, &logs)["t"].state.rows, 5);
-        assert!(current(entries, 1, &logs).get("u").is_none(), "u did not exist at revision 1");
+        assert!(!current(entries, 1, &logs).contains_key("u"), "u did not exist at revision 1");
     }
 }

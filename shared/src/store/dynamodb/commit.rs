@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
-use super::batch::{delete_request, put_request, Writer};
+use super::batch::{put_request, Writer};
 use super::layout::{
     blob_key, cat_pk, compact_bucket, gen_for, key_item, log_sk, n, now_secs, record_sk, row_item, rows_pk,
     shard_count, shard_of, short, Entry, Head, Layer, Part, RowData, TableState, ATOMIC, HEAD_SK, INLINE_ROW_MAX,
@@ -62,13 +62,13 @@ impl DynamoStore {
             .chain(commit.drop_tables.iter().map(String::as_str))
             .collect();
         let workspace_key = key_item(ws.owner.key(), workspace_sk(&ws.workspace_id));
-        let (catalog, workspace_exists) = futures::try_join!(
-            self.catalog(&ws_key, &head, Some(&names)),
-            self.item_exists(workspace_key.clone())
-        )?;
-        if !workspace_exists && commit.create_workspace.is_none() {
-            return Err(StoreError::Conflict(format!("workspace {} does not exist", ws.workspace_id)));
-        }
+        let (catalog, workspace_exists) = futures::try_join!(self.catalog(&ws_key, &head, Some(&names)), async {
+            // Only a commit that may create the workspace needs to know.
+            match commit.create_workspace {
+                Some(_) => self.item_exists(workspace_key.clone()).await,
+                None => Ok(true),
+            }
+        })?;
         let plans = plan(&commit, &catalog);
         let txn = format!("{}.{base}", commit.id);
         let rev = base + 1;
@@ -115,7 +115,7 @@ impl DynamoStore {
                 items.push(self.put(entry.item(&cat)?, None)?);
             }
             items.push(self.head_update(&ctx)?);
-            items.push(self.workspace_op(&ctx, &commit, workspace_key)?);
+            items.extend(self.workspace_op(&ctx, &commit)?);
             self.client
                 .transact_write_items()
                 .set_transact_items(Some(items))
@@ -124,7 +124,7 @@ impl DynamoStore {
                 .map_err(|e| transaction_error(e, CHANGED))?;
             return Ok(rev);
         }
-        self.commit_staged(&ctx, &commit, &txn, layers, entries, workspace_key, fault).await
+        self.commit_staged(&ctx, &commit, &txn, layers, entries, fault).await
     }
 
     /// The layer a plan writes (none when it writes no rows) and the table's state after it.
@@ -198,7 +198,6 @@ impl DynamoStore {
         txn: &str,
         layers: Vec<LayerWrite>,
         entries: Vec<Entry>,
-        workspace_key: Item,
         fault: Option<usize>,
     ) -> StoreResult<u64> {
         let parts: Vec<(String, Part)> = layers.iter().map(|l| (l.table.clone(), l.part.clone())).collect();
@@ -224,7 +223,7 @@ impl DynamoStore {
             .expression_attribute_values(":pending", s(PENDING))
             .expression_attribute_values(":now", n(ctx.now));
         items.push(TransactWriteItem::builder().update(record.build().map_err(build_error)?).build());
-        items.push(self.workspace_op(ctx, commit, workspace_key)?);
+        items.extend(self.workspace_op(ctx, commit)?);
         let flipped = self
             .client
             .transact_write_items()
@@ -232,18 +231,10 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| transaction_error(e, CHANGED));
-        match flipped {
-            Ok(_) => Ok(ctx.rev),
-            Err(StoreError::Conflict(m)) => {
-                // Lost the race: nothing is visible; take back what was staged now rather than
-                // leave it for compaction (which would, after the grace period).
-                if let Err(e) = self.abort_staged(ctx.cat, txn, &layers, &entries).await {
-                    tracing::warn!(error = %e, txn, "cleaning up a commit that lost its race failed; compaction will");
-                }
-                Err(StoreError::Conflict(m))
-            }
-            Err(other) => Err(other),
-        }
+        // Lost the race (`Conflict`): nothing of it is visible. What it staged stays behind its
+        // pending record until compaction aborts it past the grace period (a retry has another
+        // base, so it stages afresh rather than reusing it).
+        flipped.map(|_| ctx.rev)
     }
 
     /// Writes the layers' rows and the entries; with a fault set, stops after that many rows.
@@ -281,43 +272,6 @@ impl DynamoStore {
         let finished = writer.finish().await;
         result?;
         finished
-    }
-
-    /// Marks the record aborting (only if still pending: a retry that committed keeps its
-    /// rows), then deletes what the commit staged, then the record.
-    async fn abort_staged(
-        &self,
-        cat: &str,
-        txn: &str,
-        layers: &[LayerWrite],
-        entries: &[Entry],
-    ) -> StoreResult<()> {
-        if !self.mark_aborting(cat, txn).await? {
-            return Ok(());
-        }
-        let mut writer = Writer::new(self);
-        for entry in entries {
-            writer.push(delete_request(key_item(cat, entry.sk()))?).await?;
-        }
-        for layer in layers {
-            for (key, data) in &layer.items {
-                if let RowData::Blob(blob) = data {
-                    self.blobs(&layer.table, key)?.delete_blob(blob).await?;
-                }
-                let pk = rows_pk(cat, &layer.table, &layer.part.id, shard_of(key, layer.part.shards));
-                writer.push(delete_request(key_item(pk, key.as_str()))?).await?;
-            }
-        }
-        writer.finish().await?;
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("PK", s(cat))
-            .key("SK", s(record_sk(txn)))
-            .send()
-            .await
-            .map_err(|e| store_error("DeleteItem", e))?;
-        Ok(())
     }
 
     /// `pending` → `aborting`; false when the record is not pending (committed, or gone).
@@ -397,31 +351,24 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update.build().map_err(build_error)?).build())
     }
 
-    /// Creates the workspace (conditional on its absence), or checks it still exists: either way
-    /// an existing workspace is left untouched, and a race with its creation or deletion fails.
-    fn workspace_op(&self, ctx: &CommitContext<'_>, commit: &Commit, key: Item) -> StoreResult<TransactWriteItem> {
-        Ok(match (&commit.create_workspace, ctx.workspace_exists) {
-            (Some(draft), false) => {
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(new_workspace_item(&ctx.ws.owner, draft)?))
-                    .condition_expression("attribute_not_exists(#pk)")
-                    .expression_attribute_names("#pk", "PK");
-                TransactWriteItem::builder().put(put.build().map_err(build_error)?).build()
-            }
-            _ => {
-                let check = ConditionCheck::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key))
-                    .condition_expression("attribute_exists(#pk)")
-                    .expression_attribute_names("#pk", "PK");
-                TransactWriteItem::builder().condition_check(check.build().map_err(build_error)?).build()
-            }
-        })
+    /// Creates the workspace when the commit may and it does not exist (conditional on its
+    /// absence, so a race with its creation fails). Nothing else is needed: a delete racing the
+    /// commit moves the head, which fails the commit's condition.
+    fn workspace_op(&self, ctx: &CommitContext<'_>, commit: &Commit) -> StoreResult<Option<TransactWriteItem>> {
+        let (Some(draft), false) = (&commit.create_workspace, ctx.workspace_exists) else { return Ok(None) };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(new_workspace_item(&ctx.ws.owner, draft)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "PK");
+        Ok(Some(TransactWriteItem::builder().put(put.build().map_err(build_error)?).build()))
     }
 
     fn put(&self, item: Item, condition: Option<&str>) -> StoreResult<TransactWriteItem> {
-        let put = Put::builder().table_name(&self.table).set_item(Some(item)).set_condition_expression(condition.map(str::to_owned));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned));
         Ok(TransactWriteItem::builder().put(put.build().map_err(build_error)?).build())
     }
 

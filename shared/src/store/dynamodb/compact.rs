@@ -237,12 +237,8 @@ impl DynamoStore {
 
         // Logs no staged entry needs any more.
         let dead: HashSet<&String> = dead_entries.iter().collect();
-        let live_staged: HashSet<u64> = generation
-            .entries
-            .iter()
-            .filter(|e| e.txn != ATOMIC && !dead.contains(&e.sk()))
-            .map(|e| e.rev)
-            .collect();
+        let live_staged: HashSet<u64> =
+            generation.entries.iter().filter(|e| e.txn != ATOMIC && !dead.contains(&e.sk())).map(|e| e.rev).collect();
         for rev in generation.logs.keys() {
             if !live_staged.contains(rev) {
                 dead_entries.push(super::layout::log_sk(*rev));
@@ -269,7 +265,13 @@ impl DynamoStore {
                     let (state, items) = self.fold(ws_key, &cat, entry, rev + 1).await?;
                     report.items_folded += items;
                     report.tables_folded += 1;
-                    entries.push(Entry { table: entry.table.clone(), rev: rev + 1, txn: ATOMIC.into(), at: now, state });
+                    entries.push(Entry {
+                        table: entry.table.clone(),
+                        rev: rev + 1,
+                        txn: ATOMIC.into(),
+                        at: now,
+                        state,
+                    });
                 }
                 match self.commit_fold(ws_key, &cat, rev, now, &entries).await {
                     Ok(()) => rev += 1,
@@ -285,7 +287,14 @@ impl DynamoStore {
 
     /// The newest revision every reader is at or past: visible `grace` ago, no newer than a live
     /// lease's.
-    async fn floor(&self, ws_key: &str, head: &Head, generation: &Generation, horizon: u64, now: u64) -> StoreResult<u64> {
+    async fn floor(
+        &self,
+        ws_key: &str,
+        head: &Head,
+        generation: &Generation,
+        horizon: u64,
+        now: u64,
+    ) -> StoreResult<u64> {
         let mut floor = if head.at <= horizon {
             head.rev
         } else {
@@ -295,7 +304,8 @@ impl DynamoStore {
                 .iter()
                 .filter(|e| valid(e, head.rev, &txn_logs))
                 .filter_map(|e| {
-                    let visible = if e.txn == ATOMIC { e.at } else { generation.logs.get(&e.rev).map_or(u64::MAX, |l| l.1) };
+                    let visible =
+                        if e.txn == ATOMIC { e.at } else { generation.logs.get(&e.rev).map_or(u64::MAX, |l| l.1) };
                     (visible <= horizon).then_some(e.rev)
                 })
                 .max()
@@ -319,7 +329,9 @@ impl DynamoStore {
                 generation.entries.push(Entry::from_item(item)?);
             } else if let Some(rev) = sk.strip_prefix(LOG_PREFIX) {
                 let rev = rev.parse().map_err(|_| StoreError::Internal(format!("malformed log item {sk}")))?;
-                generation.logs.insert(rev, (text(item, "txn").unwrap_or("").to_owned(), number(item, "at").unwrap_or(0)));
+                generation
+                    .logs
+                    .insert(rev, (text(item, "txn").unwrap_or("").to_owned(), number(item, "at").unwrap_or(0)));
             } else if let Some(txn) = sk.strip_prefix(RECORD_PREFIX) {
                 let parts = match text(item, "parts") {
                     Some(json) => serde_json::from_str(json)

@@ -54,9 +54,10 @@ impl DynamoStore {
                 if let Some(gen) = &head.gen {
                     // The old generation is left for compaction to sweep.
                     expression.push_str(" ADD #gone :gone");
-                    update = update
-                        .expression_attribute_names("#gone", "gone")
-                        .expression_attribute_values(":gone", aws_sdk_dynamodb::types::AttributeValue::Ss(vec![gen.clone()]));
+                    update = update.expression_attribute_names("#gone", "gone").expression_attribute_values(
+                        ":gone",
+                        aws_sdk_dynamodb::types::AttributeValue::Ss(vec![gen.clone()]),
+                    );
                 }
                 let update = update.update_expression(expression);
                 TransactWriteItem::builder().update(update.build().map_err(build_error)?).build()

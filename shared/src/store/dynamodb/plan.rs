@@ -153,7 +153,8 @@ mod tests {
             base: None,
             layers: vec![],
         };
-        let catalog = Catalog::from([("t".to_owned(), Entry { table: "t".into(), rev: 1, txn: ATOMIC.into(), at: 0, state })]);
+        let catalog =
+            Catalog::from([("t".to_owned(), Entry { table: "t".into(), rev: 1, txn: ATOMIC.into(), at: 0, state })]);
         let commit = Commit {
             id: "c1".into(),
             upserts: vec![write("t", &["a", "b"]), write("t", &["c"]), write("gone", &["x"])],

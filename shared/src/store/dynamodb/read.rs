@@ -32,12 +32,7 @@ pub struct DynamoSnapshot {
 impl DynamoSnapshot {
     fn view<'a>(&'a self, table: &'a str) -> Option<TableView<'a>> {
         let entry = self.catalog.get(table)?;
-        Some(TableView {
-            store: &self.store,
-            cat_pk: self.cat_pk.as_deref()?,
-            table,
-            parts: entry.state.parts(),
-        })
+        Some(TableView { store: &self.store, cat_pk: self.cat_pk.as_deref()?, table, parts: entry.state.parts() })
     }
 }
 
@@ -61,8 +56,7 @@ impl Snapshot for DynamoSnapshot {
         let Some(view) = self.view(table) else { return Ok(Vec::new()) };
         let wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
         let found = view.get(&wanted).await?;
-        let live: Vec<(String, RowData)> =
-            found.into_iter().filter(|(_, data)| *data != RowData::Tombstone).collect();
+        let live: Vec<(String, RowData)> = found.into_iter().filter(|(_, data)| *data != RowData::Tombstone).collect();
         let rows: HashMap<String, Row> = self.store.resolve_rows(table, live).await?.into_iter().collect();
         // In the order asked for, as the SQLite adapter answers.
         Ok(keys.iter().filter_map(|k| rows.get(k).map(|row| (k.clone(), row.clone()))).collect())
@@ -122,12 +116,19 @@ impl TableView<'_> {
         }
         let mut out = Vec::with_capacity(limit.min(1000));
         while out.len() < limit {
-            let dry: Vec<usize> = (0..cursors.len()).filter(|&i| cursors[i].buf.is_empty() && !cursors[i].done).collect();
+            let dry: Vec<usize> =
+                (0..cursors.len()).filter(|&i| cursors[i].buf.is_empty() && !cursors[i].done).collect();
             if !dry.is_empty() {
                 let remaining = limit - out.len();
                 let pages = futures::future::join_all(dry.iter().map(|&i| {
                     let c = &cursors[i];
-                    self.store.query_page(&c.pk, query_after, per_shard_limit(remaining, c.shards), c.start.clone(), false)
+                    self.store.query_page(
+                        &c.pk,
+                        query_after,
+                        per_shard_limit(remaining, c.shards),
+                        c.start.clone(),
+                        false,
+                    )
                 }))
                 .await;
                 for (&i, page) in dry.iter().zip(pages) {
@@ -198,7 +199,10 @@ impl TableView<'_> {
                 _ => None,
             };
             let Some(part) = part else {
-                return Err(StoreError::Internal(format!("a row of table {} came back from an unasked part", self.table)));
+                return Err(StoreError::Internal(format!(
+                    "a row of table {} came back from an unasked part",
+                    self.table
+                )));
             };
             let (key, data) = row_of_item(&mut item, self.table)?;
             if newest.get(&key).is_none_or(|(p, _)| part > *p) {
@@ -272,7 +276,10 @@ impl DynamoStore {
             .map(|(key, data)| async move {
                 let text = self.row_text(table, &key, data).await?;
                 let row = serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Internal(format!("stored row {} of table {table} is not a JSON object: {e}", short(&key)))
+                    StoreError::Internal(format!(
+                        "stored row {} of table {table} is not a JSON object: {e}",
+                        short(&key)
+                    ))
                 })?;
                 Ok((key, row))
             })
