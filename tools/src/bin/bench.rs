@@ -1,13 +1,16 @@
-//! `bench [--rows 100000] [--small 10000] [--backends embedded,aws]`
+//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws]`
 //!
 //! Measures, in one run, import and export throughput of a synthetic platform-shaped workspace
 //! on each backend (SQLite + folder; DynamoDB + S3 on the local server `make bench` starts), and
 //! the export's peak memory at two sizes, then prints the figures and their ratios. Each phase
-//! runs in a child process of its own, so each peak-memory figure is that phase's alone.
+//! runs in a child process of its own, so each peak-memory figure is that phase's alone. On
+//! DynamoDB each phase also counts its requests and items written and read (through the test
+//! kit's counting proxy), which grow with the rows moved, never with what is already stored.
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use blackbox_tests::counting_proxy::CountingProxy;
 use indicatif::{ProgressBar, ProgressStyle};
 use lambda_http::Body;
 use serde_json::{json, Value};
@@ -45,6 +48,10 @@ struct Phase {
     secs: f64,
     bytes: f64,
     peak_kb: f64,
+    /// DynamoDB requests and items written and read (the counting proxy; 0 on SQLite).
+    requests: f64,
+    written: f64,
+    read: f64,
 }
 
 impl Phase {
@@ -54,14 +61,14 @@ impl Phase {
 }
 
 fn parent(args: &[String]) -> Result<(), String> {
-    let rows: usize = flag(args, "--rows").map_or(Ok(100_000), |v| v.parse()).map_err(|_| "--rows: a number")?;
+    let rows: usize = flag(args, "--rows").map_or(Ok(200_000), |v| v.parse()).map_err(|_| "--rows: a number")?;
     let small: usize = flag(args, "--small").map_or(Ok(10_000), |v| v.parse()).map_err(|_| "--small: a number")?;
     let backends = flag(args, "--backends").unwrap_or_else(|| "embedded,aws".into());
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let tmp = std::env::temp_dir().join(format!("ws-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
 
-    let mut results: Vec<(String, usize, Phase, Phase)> = Vec::new();
+    let mut results: Vec<(String, usize, Phase, Phase, Phase)> = Vec::new();
     for backend in backends.split(',').map(str::trim).filter(|b| !b.is_empty()) {
         for &n in &[small, rows] {
             let tag = format!("{backend}-{n}");
@@ -81,7 +88,8 @@ fn parent(args: &[String]) -> Result<(), String> {
             };
             let import = run_child(&exe, &env, "import", n, &format!("{backend}: import {n} rows"))?;
             let export = run_child(&exe, &env, "export", n, &format!("{backend}: export {n} rows"))?;
-            results.push((backend.to_owned(), n, import, export));
+            let one = run_child(&exe, &env, "one", n, &format!("{backend}: import 1 row beside {n}"))?;
+            results.push((backend.to_owned(), n, import, export, one));
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
@@ -115,30 +123,53 @@ fn run_child(
     let v: Value =
         serde_json::from_str(line.lines().last().unwrap_or_default()).map_err(|e| format!("{label}: {e}"))?;
     let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
-    let p = Phase { rows: f("rows"), secs: f("secs"), bytes: f("bytes"), peak_kb: f("peak_kb") };
+    let p = Phase {
+        rows: f("rows"),
+        secs: f("secs"),
+        bytes: f("bytes"),
+        peak_kb: f("peak_kb"),
+        requests: f("requests"),
+        written: f("written"),
+        read: f("read"),
+    };
     println!(
-        "{label}: {:.2} s, {:.0} rows/s, {:.1} MB bundle, peak RSS {:.0} MB",
+        "{label}: {:.2} s, {:.0} rows/s, {:.1} MB bundle, peak RSS {:.0} MB, {:.0} requests, {:.0} items written, {:.0} read",
         p.secs,
         p.rate(),
         p.bytes / 1e6,
-        p.peak_kb / 1024.0
+        p.peak_kb / 1024.0,
+        p.requests,
+        p.written,
+        p.read
     );
     Ok(p)
 }
 
-fn report(results: &[(String, usize, Phase, Phase)], rows: usize, small: usize) {
-    println!("\n| backend | rows | import rows/s | export rows/s | bundle MB | export peak RSS MB |");
-    println!("|---|---|---|---|---|---|");
-    for (b, n, i, e) in results {
+fn report(results: &[(String, usize, Phase, Phase, Phase)], rows: usize, small: usize) {
+    println!(
+        "\n| backend | rows | import rows/s | import requests | import items written (per row) | export rows/s \
+         | export requests | export items read (per row) | one-row import: requests, items written \
+         | bundle MB | export peak RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (b, n, i, e, one) in results {
         println!(
-            "| {b} | {n} | {:.0} | {:.0} | {:.1} | {:.0} |",
+            "| {b} | {n} | {:.0} | {:.0} | {:.0} ({:.2}) | {:.0} | {:.0} | {:.0} ({:.2}) | {:.0}, {:.0} | {:.1} | {:.0} |",
             i.rate(),
+            i.requests,
+            i.written,
+            i.written / i.rows.max(1.0),
             e.rate(),
+            e.requests,
+            e.read,
+            e.read / e.rows.max(1.0),
+            one.requests,
+            one.written,
             e.bytes / 1e6,
             e.peak_kb / 1024.0
         );
     }
-    let find = |b: &str, n: usize| results.iter().find(|(rb, rn, _, _)| rb == b && *rn == n);
+    let find = |b: &str, n: usize| results.iter().find(|(rb, rn, _, _, _)| rb == b && *rn == n);
     println!("\nRatios (same run):");
     for b in ["embedded", "aws"] {
         if let (Some(big), Some(little)) = (find(b, rows), find(b, small)) {
@@ -174,6 +205,18 @@ fn peak_kb() -> f64 {
 async fn child(args: &[String]) -> Result<(), String> {
     let phase = args.first().cloned().unwrap_or_default();
     let rows: usize = flag(args, "--rows").and_then(|v| v.parse().ok()).ok_or("--rows")?;
+    // On DynamoDB every request goes through the counting proxy, so the phase's requests and
+    // items are reported beside its time.
+    let dynamodb = std::env::var("WORKSPACES_STORE").is_ok_and(|s| s.starts_with("dynamodb://"));
+    let proxy = match std::env::var("AWS_ENDPOINT_URL_DYNAMODB") {
+        Ok(upstream) if dynamodb => {
+            let proxy = CountingProxy::start(&upstream).await.map_err(|e| format!("counting proxy: {e}"))?;
+            // Before any SDK config is loaded, and while this process has one thread doing work.
+            std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", proxy.url());
+            Some(proxy)
+        }
+        _ => None,
+    };
     let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
     shared::app::provision_local(&config).await.map_err(|e| e.to_string())?;
     let app = App::from_config(config).await.map_err(|e| e.to_string())?;
@@ -197,6 +240,15 @@ async fn child(args: &[String]) -> Result<(), String> {
         "export" => {
             (Endpoint::ExportTables, "/workspaces/ws_bench/export-tables".to_owned(), json!({"scope": "user"}), 0)
         }
+        // One new row into the workspace the import filled: what it writes must not grow with it.
+        "one" => {
+            let schema = json!([{"name": "datasource_id", "type": "text", "nullable": "NO", "default": null},
+                                {"name": "password", "type": "text", "nullable": "YES", "default": null}]);
+            let bundle = json!({"workspace_id": "ws_bench", "projects": {}, "tables": {
+                "datasources_ws_bench": {"schema": schema, "data": [{"datasource_id": "one-more", "password": "pw"}]}}});
+            let body = json!({"export_data": bundle, "workspace_id": "ws_bench", "scope": "user"});
+            (Endpoint::ImportTables, "/workspaces/import-tables".to_owned(), body, 0)
+        }
         other => return Err(format!("unknown phase {other}")),
     };
     let req = lambda_http::http::Request::builder()
@@ -206,9 +258,13 @@ async fn child(args: &[String]) -> Result<(), String> {
         .header("host", "127.0.0.1:9000")
         .body(Body::Text(body.to_string()))
         .map_err(|e| e.to_string())?;
+    if let Some(proxy) = &proxy {
+        proxy.reset();
+    }
     let started = Instant::now();
     let resp = shared::http::serve(&app, endpoint, req).await.map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64();
+    let counts = proxy.as_ref().map(|p| p.snapshot().total()).unwrap_or_default();
     let text = match resp.body() {
         Body::Text(t) => t.clone(),
         _ => String::new(),
@@ -218,7 +274,7 @@ async fn child(args: &[String]) -> Result<(), String> {
         return Err(format!("{phase}: {} {}", resp.status(), answer["message"]));
     }
     let (rows_done, bytes) = match phase.as_str() {
-        "import" => {
+        "import" | "one" => {
             let s = &answer["data"]["summary"];
             (s["rows_inserted"].as_f64().unwrap_or(0.0) + s["rows_updated"].as_f64().unwrap_or(0.0), bytes as f64)
         }
@@ -227,7 +283,11 @@ async fn child(args: &[String]) -> Result<(), String> {
             answer["data"]["bundle"]["size"].as_f64().unwrap_or(text.len() as f64),
         ),
     };
-    println!("{}", json!({"phase": phase, "rows": rows_done, "secs": secs, "bytes": bytes, "peak_kb": peak_kb()}));
+    println!(
+        "{}",
+        json!({"phase": phase, "rows": rows_done, "secs": secs, "bytes": bytes, "peak_kb": peak_kb(),
+               "requests": counts.requests, "written": counts.written, "read": counts.read})
+    );
     Ok(())
 }
 
