@@ -130,13 +130,19 @@ async fn bad_version_preconditions_are_400(h: Arc<Harness>) {
         save_ws(&c, json!({"id": "ws_b", "name": "x"}), Some(bad)).await.assert_error(400, "If-Match");
         save_project(&c, "ws_b", json!({"id": "p", "name": "x"}), Some(bad)).await.assert_error(400, "If-Match");
     }
-    // Body and header disagreeing: 400 naming both.
+    // Body and header disagreeing: no object is at both, a 409 naming both.
     let both = save_ws(&c, json!({"id": "ws_b", "name": "x", "version": 1}), Some("\"2\"")).await;
-    both.assert_error(400, "version");
+    both.assert_error(409, "version");
     assert!(both.message().contains('1') && both.message().contains('2'), "{}", both.message());
     save_project(&c, "ws_b", json!({"id": "p", "name": "x", "version": 1}), Some("2"))
         .await
-        .assert_error(400, "version");
+        .assert_error(409, "version");
+    // Past the document's int64: 400, on save and (though it ignores it) on cleanup.
+    let huge = json!(u64::MAX);
+    save_ws(&c, json!({"id": "ws_b", "name": "x", "version": huge}), None).await.assert_error(400, "largest version");
+    c.post(Endpoint::CleanupProject, "/projects/ws_b/cleanup", json!({"project": {"id": "p", "version": huge}}))
+        .await
+        .assert_error(400, "largest version");
     // Agreeing is fine.
     assert_eq!(version_of(&save_ws(&c, json!({"id": "ws_b", "name": "x", "version": 1}), Some("\"1\"")).await), 2);
     for body in [json!("3"), json!(-1), json!(1.5)] {

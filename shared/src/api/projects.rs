@@ -322,6 +322,8 @@ pub async fn cleanup(app: &App, principal: &Principal, call: &Call) -> Result<Re
         None => return Err(ApiError::bad_request("project: required, an object")),
     };
     let scope = input.scope.map(|s| Scope::parse(&s)).transpose()?;
+    // Not used by cleanup, but the document bounds it for both.
+    versions::check_body_version(input.version)?;
     if let Some(id) = &input.id {
         validate_id("project.id", id)?;
     }

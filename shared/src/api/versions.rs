@@ -72,20 +72,37 @@ pub fn parse_if_match(raw: &str) -> Result<IfMatch, ApiError> {
     if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad("is not a version"));
     }
-    inner.parse::<u64>().map(IfMatch::Version).map_err(|_| bad("is not a version"))
+    inner.parse::<u64>().ok().filter(|v| *v <= MAX_VERSION).map(IfMatch::Version).ok_or_else(|| bad("is not a version"))
+}
+
+/// The largest version a request may name: the document's `int64`, and what DynamoDB numbers
+/// and SQLite integers hold.
+pub const MAX_VERSION: u64 = i64::MAX as u64;
+
+/// A body's `version` within [`MAX_VERSION`] (400 otherwise), for save and cleanup alike.
+pub fn check_body_version(version: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match version {
+        Some(v) if v > MAX_VERSION => {
+            Err(ApiError::bad_request(format!("version: {v} is more than the largest version, {MAX_VERSION}")))
+        }
+        other => Ok(other),
+    }
 }
 
 /// What a save expects, from its `If-Match` header and its body's `version`. Both naming a
-/// version: they must agree (a 400 otherwise); `*` with a body version is that version.
+/// version: they must agree, else no object can be at both and the save is a 409 `conflict`,
+/// as any precondition that does not hold; `*` with a body version is that version.
 pub fn expectation(call: &Call, body_version: Option<u64>) -> Result<Expect, ApiError> {
+    let body_version = check_body_version(body_version)?;
     let header = call.if_match.as_deref().map(parse_if_match).transpose()?;
     Ok(match (header, body_version) {
         (None, None) => Expect::Nothing,
         (Some(IfMatch::Any), None) => Expect::Exists,
         (None | Some(IfMatch::Any), Some(v)) => Expect::Version(v),
         (Some(IfMatch::Version(h)), Some(b)) if h != b => {
-            return Err(ApiError::bad_request(format!(
-                "version: the body names version {b} and If-Match version {h}; send one of them, or the same in both"
+            return Err(ApiError::conflict(format!(
+                "version: the body names version {b} and If-Match version {h}; no object is at both (send one \
+                 of them, or the same in both)"
             )));
         }
         (Some(IfMatch::Version(h)), _) => Expect::Version(h),
@@ -207,7 +224,9 @@ mod tests {
         assert_eq!(expectation(&call(Some("*")), None), Ok(Expect::Exists));
         assert_eq!(expectation(&call(Some("*")), Some(5)), Ok(Expect::Version(5)));
         let both = expectation(&call(Some("\"2\"")), Some(3)).expect_err("disagreeing");
-        assert_eq!(both.status, 400);
+        assert_eq!(both.status, 409, "no object is at both versions");
+        assert_eq!(expectation(&call(None), Some(u64::MAX)).map_err(|e| e.status), Err(400));
+        assert_eq!(expectation(&call(Some("9223372036854775808")), None).map_err(|e| e.status), Err(400));
         assert!(both.message.contains('2') && both.message.contains('3'), "{}", both.message);
         assert_eq!(expectation(&call(Some("x")), Some(3)).map_err(|e| e.status), Err(400));
     }
