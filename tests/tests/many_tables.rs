@@ -6,7 +6,6 @@
 use blackbox_tests::{harness, Backend, Client};
 use serde_json::{json, Map, Value};
 use shared::routes::Endpoint;
-use shared::store::Tables;
 use shared::tables::WsKey;
 
 const WS: &str = "ws_many";
