@@ -423,6 +423,7 @@ impl Tables for DynamoStore {
             rev: head.rev,
             catalog,
             metas,
+            resume: std::sync::Mutex::new(None),
         }))
     }
 

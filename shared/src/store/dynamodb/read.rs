@@ -27,6 +27,8 @@ pub struct DynamoSnapshot {
     /// Live tables only.
     pub(super) catalog: Catalog,
     pub(super) metas: Vec<TableMeta>,
+    /// Where the last full page of `read_rows` ended (see [`Resume`]).
+    pub(super) resume: std::sync::Mutex<Option<Resume>>,
 }
 
 impl DynamoSnapshot {
@@ -48,7 +50,19 @@ impl Snapshot for DynamoSnapshot {
 
     async fn read_rows(&self, table: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Row)>> {
         let Some(view) = self.view(table) else { return Ok(Vec::new()) };
-        let rows = view.merge(after, limit, false).await?;
+        let resume = self
+            .resume
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .filter(|r| r.table == table && Some(r.last.as_str()) == after.filter(|a| !a.is_empty()));
+        let (rows, cursors) = view.merge_from(resume.map(|r| r.cursors), after, limit, false).await?;
+        // A full page may have a next one: keep where it ended.
+        if rows.len() == limit {
+            if let (Some((last, _)), Ok(mut slot)) = (rows.last(), self.resume.lock()) {
+                *slot = Some(Resume { table: table.to_owned(), last: last.clone(), cursors });
+            }
+        }
         self.store.resolve_rows(table, rows).await
     }
 
@@ -73,15 +87,30 @@ pub(super) struct TableView<'a> {
 }
 
 /// One shard of one part in the merge.
-struct Cursor {
+pub(super) struct Cursor {
     /// Index into `parts`: higher is newer.
     part: usize,
     shards: u32,
     pk: String,
+    /// The key its Query started after (kept for every later page of that Query).
+    query_after: Option<String>,
     buf: VecDeque<(String, RowData)>,
     start: Option<Item>,
     done: bool,
 }
+
+/// Where a table's last page ended, with its shards' cursors: the next page (`after` = the last
+/// key) resumes them instead of querying every shard again, so reading a table costs a number
+/// of requests that grows with its rows, not with rows × shards.
+pub(super) struct Resume {
+    table: String,
+    last: String,
+    cursors: Vec<Cursor>,
+}
+
+/// Rows each shard is asked for at least, once a read may go on to a next page: with cursors
+/// kept between pages nothing read is wasted, and memory stays at shards × this many rows.
+const MIN_SHARD_BATCH: usize = 200;
 
 impl TableView<'_> {
     /// Up to `limit` rows strictly after `after` in key order, merged over the parts; tombstones
@@ -94,26 +123,45 @@ impl TableView<'_> {
         limit: usize,
         keep_tombstones: bool,
     ) -> StoreResult<Vec<(String, RowData)>> {
+        Ok(self.merge_from(None, after, limit, keep_tombstones).await?.0)
+    }
+
+    /// [`merge`](Self::merge), resuming `cursors` when they ended exactly at `after`; returns the
+    /// cursors as they are after this page.
+    pub async fn merge_from(
+        &self,
+        cursors: Option<Vec<Cursor>>,
+        after: Option<&str>,
+        limit: usize,
+        keep_tombstones: bool,
+    ) -> StoreResult<(Vec<(String, RowData)>, Vec<Cursor>)> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), cursors.unwrap_or_default()));
         }
         let after = after.filter(|a| !a.is_empty());
-        // No stored key is longer than DynamoDB's limit, but a cursor may be: query from its
-        // longest storable prefix and drop what is not strictly after the whole cursor.
-        let query_after = after.map(|a| truncate_bytes(a, MAX_KEY_BYTES));
-        let mut cursors: Vec<Cursor> = Vec::new();
-        for (index, part) in self.parts.iter().enumerate() {
-            for shard in 0..part.shards.max(1) {
-                cursors.push(Cursor {
-                    part: index,
-                    shards: part.shards.max(1),
-                    pk: rows_pk(self.cat_pk, self.table, &part.id, shard),
-                    buf: VecDeque::new(),
-                    start: None,
-                    done: false,
-                });
+        let mut cursors = match cursors {
+            Some(cursors) => cursors,
+            None => {
+                // No stored key is longer than DynamoDB's limit, but a cursor may be: query from
+                // its longest storable prefix and drop what is not strictly after the whole cursor.
+                let query_after = after.map(|a| truncate_bytes(a, MAX_KEY_BYTES).to_owned());
+                let mut fresh: Vec<Cursor> = Vec::new();
+                for (index, part) in self.parts.iter().enumerate() {
+                    for shard in 0..part.shards.max(1) {
+                        fresh.push(Cursor {
+                            part: index,
+                            shards: part.shards.max(1),
+                            pk: rows_pk(self.cat_pk, self.table, &part.id, shard),
+                            query_after: query_after.clone(),
+                            buf: VecDeque::new(),
+                            start: None,
+                            done: false,
+                        });
+                    }
+                }
+                fresh
             }
-        }
+        };
         let mut out = Vec::with_capacity(limit.min(1000));
         while out.len() < limit {
             let dry: Vec<usize> =
@@ -122,13 +170,8 @@ impl TableView<'_> {
                 let remaining = limit - out.len();
                 let pages = futures::future::join_all(dry.iter().map(|&i| {
                     let c = &cursors[i];
-                    self.store.query_page(
-                        &c.pk,
-                        query_after,
-                        per_shard_limit(remaining, c.shards),
-                        c.start.clone(),
-                        false,
-                    )
+                    let want = per_shard_limit(remaining, c.shards).max(MIN_SHARD_BATCH.min(remaining));
+                    self.store.query_page(&c.pk, c.query_after.as_deref(), want, c.start.clone(), false)
                 }))
                 .await;
                 for (&i, page) in dry.iter().zip(pages) {
@@ -164,7 +207,7 @@ impl TableView<'_> {
                 None => {}
             }
         }
-        Ok(out)
+        Ok((out, cursors))
     }
 
     /// The newest item of each of `keys` over the parts (tombstones included); keys without one
