@@ -435,6 +435,18 @@ async fn large_rows_live_in_blobs_and_survive_compaction() {
     assert_eq!(got[0].1["v"].as_str().map(str::len), Some(400_000));
     assert_eq!(got[1].1["v"], "s");
     assert_eq!(blobs.len(), 1, "the folded blob has one copy, in the base");
+
+    // A commit killed after writing its oversized row's blob, before the row's item: the blob is
+    // named by the commit's record, so compaction removes it with the rest.
+    let base = snap.revision();
+    store.inject_commit_fault(Some(0));
+    let killed = store.commit(&f.ws, base, commit("killed", vec![write("t", [("k".to_owned(), big.clone())])])).await;
+    store.inject_commit_fault(None);
+    assert!(killed.is_err());
+    assert_eq!(blobs.len(), 2, "its blob was written");
+    let report = store.compact_workspace_at(&f.ws.key(), later() + 2 * SNAPSHOT_GRACE_SECS).await.expect("compact");
+    assert_eq!(report.commits_aborted, 1, "{report:?}");
+    assert_eq!(blobs.len(), 1, "and is gone with the aborted commit");
 }
 
 /// Blobs in memory.

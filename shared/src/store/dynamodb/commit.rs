@@ -40,6 +40,9 @@ struct LayerWrite {
     table: String,
     part: Part,
     items: Vec<(String, RowData)>,
+    /// Oversized rows' JSON, by blob key: written only after the commit's record names the keys,
+    /// so a crash at any point leaves nothing compaction cannot find.
+    blobs: Vec<(String, String)>,
 }
 
 impl DynamoStore {
@@ -159,11 +162,21 @@ impl DynamoStore {
         } else {
             let part = Part { id: txn.to_owned(), shards: shard_count(count as u64) };
             let mut items = Vec::with_capacity(count);
+            let mut blobs = Vec::new();
             for (key, row) in &plan.upserts {
                 let text = serde_json::to_string(row).map_err(|e| {
                     StoreError::Internal(format!("row {} of table {} does not serialize: {e}", short(key), plan.name))
                 })?;
-                items.push(((*key).to_owned(), self.row_data(ws_key, plan.name, txn, key, text).await?));
+                let data = if text.len() <= INLINE_ROW_MAX {
+                    RowData::Inline(text)
+                } else {
+                    // Checked now, so a store without blobs refuses before anything is written.
+                    self.blobs(plan.name, key)?;
+                    let blob = blob_key(ws_key, plan.name, txn, key);
+                    blobs.push((blob.clone(), text));
+                    RowData::Blob(blob)
+                };
+                items.push(((*key).to_owned(), data));
             }
             // Tombstones only where a row may be below: in a new table there is nothing to hide.
             let dels: Vec<&str> = plan.deletes.iter().copied().filter(|k| existing.contains(*k)).collect();
@@ -172,7 +185,7 @@ impl DynamoStore {
                 None
             } else {
                 layers.push(Layer { part: part.clone(), items: items.len() as u64, dels: dels.len() as u64 });
-                Some(LayerWrite { table: plan.name.to_owned(), part, items })
+                Some(LayerWrite { table: plan.name.to_owned(), part, items, blobs })
             }
         };
         let state = TableState {
@@ -196,12 +209,18 @@ impl DynamoStore {
         ctx: &CommitContext<'_>,
         commit: &Commit,
         txn: &str,
-        layers: Vec<LayerWrite>,
+        mut layers: Vec<LayerWrite>,
         entries: Vec<Entry>,
         fault: Option<usize>,
     ) -> StoreResult<u64> {
         let parts: Vec<(String, Part)> = layers.iter().map(|l| (l.table.clone(), l.part.clone())).collect();
-        self.put_pending_record(ctx.cat, txn, &parts, ctx.now).await?;
+        let blob_keys: Vec<&str> = layers.iter().flat_map(|l| l.blobs.iter().map(|(k, _)| k.as_str())).collect();
+        self.put_pending_record(ctx.cat, txn, &parts, &blob_keys, ctx.now).await?;
+        for layer in &mut layers {
+            for (blob, text) in std::mem::take(&mut layer.blobs) {
+                self.blobs(&layer.table, &blob)?.put_blob(&blob, text.into_bytes()).await?;
+            }
+        }
         self.stage(ctx.cat, &layers, &entries, fault).await?;
         let mut items = vec![self.head_update(ctx)?];
         let log = Put::builder()
@@ -301,8 +320,16 @@ impl DynamoStore {
     /// Written before any row: whatever happens next, compaction can find the rows. Refreshes a
     /// pending record of the same commit (a retry); refuses one being aborted or one that
     /// committed (a retry after success has another base, so another id).
-    async fn put_pending_record(&self, cat: &str, txn: &str, parts: &[(String, Part)], now: u64) -> StoreResult<()> {
+    async fn put_pending_record(
+        &self,
+        cat: &str,
+        txn: &str,
+        parts: &[(String, Part)],
+        blobs: &[&str],
+        now: u64,
+    ) -> StoreResult<()> {
         let parts = serde_json::to_string(parts).map_err(|e| StoreError::Internal(format!("commit record: {e}")))?;
+        let blobs = serde_json::to_string(blobs).map_err(|e| StoreError::Internal(format!("commit record: {e}")))?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -310,6 +337,7 @@ impl DynamoStore {
             .item("SK", s(record_sk(txn)))
             .item("state", s(PENDING))
             .item("parts", s(parts))
+            .item("blobs", s(blobs))
             .item("created", n(now))
             .item(TTL_ATTRIBUTE, n(now + RECORD_TTL_SECS))
             .condition_expression("attribute_not_exists(#pk) OR #state = :pending")
@@ -370,16 +398,6 @@ impl DynamoStore {
             .set_item(Some(item))
             .set_condition_expression(condition.map(str::to_owned));
         Ok(TransactWriteItem::builder().put(put.build().map_err(build_error)?).build())
-    }
-
-    /// Inline JSON, or a blob when the text is too large for an item.
-    async fn row_data(&self, ws_key: &str, table: &str, part: &str, key: &str, text: String) -> StoreResult<RowData> {
-        if text.len() <= INLINE_ROW_MAX {
-            return Ok(RowData::Inline(text));
-        }
-        let blob = blob_key(ws_key, table, part, key);
-        self.blobs(table, key)?.put_blob(&blob, text.into_bytes()).await?;
-        Ok(RowData::Blob(blob))
     }
 }
 

@@ -76,6 +76,8 @@ struct Record {
     created: u64,
     at: Option<u64>,
     parts: Vec<(String, Part)>,
+    /// Oversized rows' blobs it writes (before their items, so a crash may leave a blob alone).
+    blobs: Vec<String>,
 }
 
 impl DynamoStore {
@@ -186,6 +188,9 @@ impl DynamoStore {
                 _ => false,
             };
             if abandoned {
+                for blob in &record.blobs {
+                    self.blobs("(aborted commit)", blob)?.delete_blob(blob).await?;
+                }
                 dead_parts.extend(record.parts.iter().cloned());
                 dead_entries.extend(generation.entries.iter().filter(|e| e.txn == record.txn).map(Entry::sk));
                 dead_entries.push(super::layout::record_sk(&record.txn));
@@ -338,7 +343,13 @@ impl DynamoStore {
                         .map_err(|e| StoreError::Internal(format!("malformed commit record {sk}: {e}")))?,
                     None => Vec::new(),
                 };
+                let blobs = match text(item, "blobs") {
+                    Some(json) => serde_json::from_str(json)
+                        .map_err(|e| StoreError::Internal(format!("malformed commit record {sk}: {e}")))?,
+                    None => Vec::new(),
+                };
                 generation.records.push(Record {
+                    blobs,
                     txn: txn.to_owned(),
                     state: text(item, "state").unwrap_or("").to_owned(),
                     created: number(item, "created").unwrap_or(0),
@@ -468,6 +479,10 @@ impl DynamoStore {
         }
         for record in &generation.records {
             parts.extend(record.parts.iter().cloned());
+            // Blobs of a commit that never wrote their items (deleting one twice is harmless).
+            for blob in &record.blobs {
+                self.blobs("(deleted workspace)", blob)?.delete_blob(blob).await?;
+            }
         }
         let mut deleted = 0;
         for (table, part) in &parts {
