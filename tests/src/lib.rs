@@ -84,6 +84,27 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
     Some(Harness { app, _dir: dir })
 }
 
+/// A DynamoDB client for `endpoint` (a local server, or a counting proxy in front of one) with
+/// static dummy credentials and a fixed region, so no suite depends on (or touches) real AWS
+/// configuration.
+pub async fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region("us-east-1")
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test-kit"))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// A table name no other case or run uses, so cases run in parallel against a long-lived server.
+pub fn unique_table(prefix: &str, case: &str) -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{case}-{}-{nanos}-{seq}", std::process::id())
+}
+
 /// Like `harness(Backend::Aws, ..)`, but the app's DynamoDB client talks to `dynamodb_endpoint`
 /// (say a `counting_proxy::CountingProxy`) instead of `AWS_ENDPOINT_URL_DYNAMODB`; the test
 /// table is still created directly there. S3 is unchanged.

@@ -4,14 +4,11 @@
 //! folds layers, honours the grace period and leases, and sweeps deleted workspaces; the layout
 //! item. Counted through the test kit's proxy in front of moto, so these are exact assertions.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
-use blackbox_tests::aws_endpoint;
 use blackbox_tests::counting_proxy::{CountingProxy, Counts};
+use blackbox_tests::{aws_endpoint, dynamodb_client, unique_table};
 use serde_json::{json, Map};
 use shared::model::{Owner, Scope, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
@@ -26,29 +23,13 @@ struct Fixture {
     ws: WsKey,
 }
 
-async fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
-        .credentials_provider(Credentials::new("test", "test", None, None, "dynamodb-layout"))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    aws_sdk_dynamodb::Client::new(&config)
-}
-
-fn table_name(case: &str) -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("layout-{case}-{nanos}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
-}
-
 /// A store on a fresh table, reached through a counting proxy, with a workspace `ws_1`.
 async fn fresh(case: &str) -> Option<Fixture> {
     let endpoint = aws_endpoint("AWS_ENDPOINT_URL_DYNAMODB", case, "DynamoDB")?;
     let proxy = CountingProxy::start(&endpoint).await.expect("proxy");
-    let raw = client(&endpoint).await;
-    let table = table_name(case);
-    let store = DynamoStore::new(client(proxy.url()).await, table.clone());
+    let raw = dynamodb_client(&endpoint).await;
+    let table = unique_table("layout", case);
+    let store = DynamoStore::new(dynamodb_client(proxy.url()).await, table.clone());
     store.create_table_if_missing().await.expect("table");
     let owner = Owner::user("acme", "alice");
     store.save_workspace(&owner, draft("ws_1")).await.expect("workspace");
@@ -410,7 +391,7 @@ async fn a_table_of_another_layout_is_refused_with_a_message_saying_so() {
         .await
         .expect("put");
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("endpoint");
-    let other = DynamoStore::new(client(&endpoint).await, f.table.clone());
+    let other = DynamoStore::new(dynamodb_client(&endpoint).await, f.table.clone());
     let err = other.snapshot(&f.ws).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("has storage layout 7; this build reads layout 2"), "{err}");
     let err = other.get_workspace(&f.ws.owner, "ws_1").await.err().map(|e| e.to_string()).unwrap_or_default();

@@ -6,7 +6,6 @@
 //! those of the tables' item layout (layers, compaction, blobs) in `dynamodb_layout.rs`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,30 +75,11 @@ fn dynamo_endpoint(case: &str) -> Option<String> {
     blackbox_tests::aws_endpoint(ENDPOINT_VAR, case, "dynamodb")
 }
 
-/// Static dummy credentials and a fixed region, so the suite never depends on (or touches)
-/// real AWS configuration.
-async fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
-        .credentials_provider(Credentials::new("test", "test", None, None, "store-conformance"))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    aws_sdk_dynamodb::Client::new(&config)
-}
-
-/// A unique table name, so cases run in parallel and against a long-lived moto.
-fn table_name(case: &str) -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("conf-{case}-{}-{nanos}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
-}
-
 /// A store on a new table, plus the raw client for the DynamoDB-only checks.
 async fn fresh_dynamo_store(case: &str) -> Option<(DynamoStore, (aws_sdk_dynamodb::Client, String))> {
     let endpoint = dynamo_endpoint(case)?;
-    let client = dynamo_client(&endpoint).await;
-    let table = table_name(case);
+    let client = blackbox_tests::dynamodb_client(&endpoint).await;
+    let table = blackbox_tests::unique_table("conf", case);
     let store = DynamoStore::new(client.clone(), table.clone());
     store.create_table_if_missing().await.unwrap_or_else(|e| panic!("creating table {table} at {endpoint}: {e}"));
     Some((store, (client, table)))
@@ -514,8 +494,8 @@ mod dynamodb_only {
     #[tokio::test]
     async fn a_table_with_another_layout_is_refused() {
         let Some(endpoint) = dynamo_endpoint("foreign_layout") else { return };
-        let client = dynamo_client(&endpoint).await;
-        let table = table_name("foreign");
+        let client = blackbox_tests::dynamodb_client(&endpoint).await;
+        let table = blackbox_tests::unique_table("conf", "foreign");
         let key = aws_sdk_dynamodb::types::KeySchemaElement::builder()
             .attribute_name("id")
             .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
@@ -596,7 +576,10 @@ mod dynamodb_only {
     #[tokio::test]
     async fn a_missing_table_is_an_internal_error() {
         let Some(endpoint) = dynamo_endpoint("missing_table") else { return };
-        let store = DynamoStore::new(dynamo_client(&endpoint).await, table_name("never-created"));
+        let store = DynamoStore::new(
+            blackbox_tests::dynamodb_client(&endpoint).await,
+            blackbox_tests::unique_table("conf", "never-created"),
+        );
         let got = store.get_workspace(&ann(), "ws_1").await;
         assert!(matches!(got, Err(StoreError::Internal(ref m)) if m.contains("ResourceNotFound")), "{got:?}");
     }
