@@ -21,6 +21,7 @@ pub mod model;
 pub mod naming;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod queue;
 pub mod routes;
 pub mod secrets;
 pub mod store;

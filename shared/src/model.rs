@@ -77,7 +77,7 @@ impl Principal {
 
 /// Tenancy key. Every stored item's key starts with it, so no query can cross tenants.
 /// `org#<org>#user#<user>` for user scope, `org#<org>` for organization scope.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     pub org: String,
     pub user: Option<String>,

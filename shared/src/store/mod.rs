@@ -8,6 +8,8 @@ use crate::model::{Owner, Workspace, WorkspaceDraft};
 use crate::tables::{Commit, Row, TableMeta, WsKey};
 
 pub mod dynamodb;
+pub mod job_tables;
+pub mod jobs;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]

@@ -78,7 +78,7 @@ pub(super) fn ensure_layout(conn: &mut Connection, path: &Path) -> StoreResult<(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(from_sqlite)?;
     let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(from_sqlite)?;
     match version {
-        LAYOUT_VERSION => return Ok(()),
+        LAYOUT_VERSION => {}
         // New (nothing in it yet) or layout 1: `CREATE ... IF NOT EXISTS` makes what is
         // missing (all of it, or `ws_heads`), and files older still lack `ws_tables.owner`.
         0 => {
@@ -94,8 +94,16 @@ pub(super) fn ensure_layout(conn: &mut Connection, path: &Path) -> StoreResult<(
             )))
         }
     }
+    // Tables added beside the layout (job records, the local queue, staged rows): older builds
+    // never read them, so they need no new layout, only creating where missing.
+    for schema in ADDED_SCHEMAS {
+        tx.execute_batch(schema).map_err(from_sqlite)?;
+    }
     tx.commit().map_err(from_sqlite)
 }
+
+/// `CREATE ... IF NOT EXISTS` batches of the tables that came after layout 2, run on every open.
+const ADDED_SCHEMAS: &[&str] = &[];
 
 /// Files made before table owners were recorded lack the column: add it (NULL for old tables).
 fn add_owner_column(conn: &Connection) -> StoreResult<()> {
