@@ -7,6 +7,9 @@ use std::sync::Arc;
 use crate::auth::Verifier;
 use crate::bundles::{folder::FolderBundles, s3, DynBundles, LinkSigner};
 use crate::config::{BundlesUrl, Config, StoreUrl};
+use crate::queue::JobQueue;
+use crate::store::job_tables::JobTables;
+use crate::store::jobs::Jobs;
 use crate::store::{dynamodb::DynamoStore, sqlite::SqliteStore, Blobs, DynStore};
 
 mod unwired;
@@ -22,6 +25,12 @@ pub struct App {
     pub bundles: DynBundles,
     /// Verifies the folder store's links on the local bundle routes (same secret as `bundles`).
     pub link_signer: LinkSigner,
+    /// Job records; fails every call in a function that did not ask for [`Needs::JOBS`].
+    pub jobs: Arc<dyn Jobs>,
+    /// Long reads and staged commits, with [`Needs::TABLES`] (the same adapter as `store`).
+    pub job_tables: Arc<dyn JobTables>,
+    /// The jobs queue; fails every call in a function that did not ask for [`Needs::QUEUE`].
+    pub queue: Arc<dyn JobQueue>,
 }
 
 /// The capabilities a function's `main` asks for, in the terms of its IAM policy
@@ -31,24 +40,33 @@ pub struct Needs {
     store: bool,
     rows: bool,
     bundles: bool,
+    jobs: bool,
+    queue: bool,
 }
 
 impl Needs {
     /// Workspace records in the table.
-    pub const STORE: Needs = Needs { store: true, rows: false, bundles: false };
+    pub const STORE: Needs = Needs { store: true, ..Needs::NONE };
     /// Table rows too (projects are rows): the store, plus the bundle store's `rows/` prefix
-    /// where DynamoDB puts rows too large for an item.
-    pub const TABLES: Needs = Needs { store: true, rows: true, bundles: false };
+    /// where DynamoDB puts rows too large for an item; long reads and staged commits of jobs.
+    pub const TABLES: Needs = Needs { store: true, rows: true, ..Needs::NONE };
     /// Export bundles in the bundle store (`bundles/`): staging, links, reading them back.
-    pub const BUNDLES: Needs = Needs { store: false, rows: false, bundles: true };
+    pub const BUNDLES: Needs = Needs { bundles: true, ..Needs::NONE };
+    /// Job records (in the store's table or file).
+    pub const JOBS: Needs = Needs { jobs: true, ..Needs::NONE };
+    /// Sending to the jobs queue.
+    pub const QUEUE: Needs = Needs { queue: true, ..Needs::NONE };
     /// Everything: the test kits and tools, which call every endpoint.
-    pub const ALL: Needs = Needs::TABLES.and(Needs::BUNDLES);
+    pub const ALL: Needs = Needs::TABLES.and(Needs::BUNDLES).and(Needs::JOBS).and(Needs::QUEUE);
+    const NONE: Needs = Needs { store: false, rows: false, bundles: false, jobs: false, queue: false };
 
     pub const fn and(self, other: Needs) -> Needs {
         Needs {
             store: self.store || other.store,
             rows: self.rows || other.rows,
             bundles: self.bundles || other.bundles,
+            jobs: self.jobs || other.jobs,
+            queue: self.queue || other.queue,
         }
     }
 }
@@ -100,13 +118,15 @@ impl App {
             (Some(b), true) => b,
             _ => unwired::bundles(),
         };
-        Ok(Self { config, verifier, store, bundles, link_signer })
+        let (jobs, job_tables, queue) = (unwired::jobs(), unwired::job_tables(), unwired::queue());
+        Ok(Self { config, verifier, store, bundles, link_signer, jobs, job_tables, queue })
     }
 
     /// `bundles`, when a folder, must sign with `config.link_secret` for its links to verify.
     pub fn new(config: Config, verifier: Verifier, store: DynStore, bundles: DynBundles) -> Self {
         let link_signer = link_signer(&config);
-        Self { config, verifier, store, bundles, link_signer }
+        let (jobs, job_tables, queue) = (unwired::jobs(), unwired::job_tables(), unwired::queue());
+        Self { config, verifier, store, bundles, link_signer, jobs, job_tables, queue }
     }
 }
 

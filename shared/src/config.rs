@@ -47,6 +47,12 @@ pub struct Config {
     pub link_secret: Option<String>,
     /// Rows one synchronous import may write (see `api::import`); more is refused with 413.
     pub sync_import_max_rows: u64,
+    /// Rows of a workspace the synchronous export streams; more is refused with 413 naming jobs.
+    pub sync_export_max_rows: u64,
+    /// How long a finished job (and an export job's bundle) stays, in seconds.
+    pub job_ttl_secs: u64,
+    /// How long one worker invocation works on a job before handing it to a fresh one.
+    pub job_budget_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,6 +69,9 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 5_000_000;
 pub const DEFAULT_BUNDLES: &str = "file://.local/bundles";
 /// Rows the synchronous import finishes well inside the HTTP API's 30 s (measured: README).
 pub const DEFAULT_SYNC_IMPORT_MAX_ROWS: usize = 150_000;
+/// Rows the synchronous export streams well inside 30 s on DynamoDB (one parallel Query per
+/// shard per 2,000-row page): more is a job.
+pub const DEFAULT_SYNC_EXPORT_MAX_ROWS: usize = 300_000;
 /// Same reasoning as the response limit: above it an export could not go back inline.
 pub const DEFAULT_INLINE_LIMIT_BYTES: usize = 5_000_000;
 pub const DEFAULT_BUNDLE_TTL_SECS: u64 = 3600;
@@ -115,6 +124,14 @@ impl Config {
         }
         let sync_import_max_rows =
             parse_usize(&get, "WORKSPACES_SYNC_IMPORT_MAX_ROWS", "rows", DEFAULT_SYNC_IMPORT_MAX_ROWS)? as u64;
+        let sync_export_max_rows =
+            parse_usize(&get, "WORKSPACES_SYNC_EXPORT_MAX_ROWS", "rows", DEFAULT_SYNC_EXPORT_MAX_ROWS)? as u64;
+        // A job's bundle must outlive it, and S3's lifecycle rule keeps bundles 8 days.
+        let job_ttl_secs = parse_ttl(&get, "WORKSPACES_JOB_TTL_SECS", crate::jobs::DEFAULT_JOB_TTL_SECS)?;
+        // Lambda stops an invocation at 15 minutes; a budget leaves room to checkpoint.
+        let job_budget_secs =
+            parse_usize(&get, "WORKSPACES_JOB_BUDGET_SECS", "seconds", crate::jobs::DEFAULT_BUDGET_SECS as usize)?
+                .min(840) as u64;
         Ok(Config {
             store,
             jwt,
@@ -124,6 +141,9 @@ impl Config {
             bundle_ttl_secs,
             link_secret,
             sync_import_max_rows,
+            sync_export_max_rows,
+            job_ttl_secs,
+            job_budget_secs,
         })
     }
 }

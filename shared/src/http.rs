@@ -50,7 +50,7 @@ where
 }
 
 /// Telemetry and the app, leaked: a function serves requests until its process ends.
-async fn start(needs: Needs) -> Result<&'static App, lambda_http::Error> {
+pub(crate) async fn start(needs: Needs) -> Result<&'static App, lambda_http::Error> {
     crate::telemetry::init();
     match App::from_env(needs).await {
         Ok(app) => Ok(Box::leak(Box::new(app))),
@@ -64,7 +64,7 @@ async fn start(needs: Needs) -> Result<&'static App, lambda_http::Error> {
 /// Serves any endpoint, as its function would: for tests, tools and local runs. Never fails;
 /// every outcome is an envelope.
 pub async fn serve(app: &App, endpoint: Endpoint, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-    use crate::api::{bundles, export, import, projects, workspaces};
+    use crate::api::{bundles, export, import, jobs, projects, workspaces};
     Ok(match endpoint {
         Endpoint::SaveWorkspace => serve_with(app, endpoint, workspaces::save, req).await,
         Endpoint::ListWorkspaces => serve_with(app, endpoint, workspaces::list, req).await,
@@ -77,6 +77,9 @@ pub async fn serve(app: &App, endpoint: Endpoint, req: Request) -> Result<Respon
         Endpoint::ListProjects => serve_with(app, endpoint, projects::list, req).await,
         Endpoint::LoadProject => serve_with(app, endpoint, projects::load, req).await,
         Endpoint::CleanupProject => serve_with(app, endpoint, projects::cleanup, req).await,
+        Endpoint::GetJob => serve_with(app, endpoint, jobs::get, req).await,
+        Endpoint::ListJobs => serve_with(app, endpoint, jobs::list, req).await,
+        Endpoint::CancelJob => serve_with(app, endpoint, jobs::cancel, req).await,
         Endpoint::DownloadBundle => local::download_whole(app, req).await,
         Endpoint::UploadBundle => local::upload(app, req).await,
     })

@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod iam;
+pub mod jobs;
 pub mod model;
 pub mod naming;
 #[cfg(feature = "openapi")]

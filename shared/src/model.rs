@@ -190,6 +190,21 @@ pub fn validate_id(field: &str, raw: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Words of the route table's literal paths (`/workspaces/jobs/…`, `/workspaces/bundles`): no
+/// workspace may take one as its id, so a route with a `{workspace_id}` never meets them.
+pub const RESERVED_WORKSPACE_IDS: &[&str] = &["jobs", "bundles"];
+
+/// A workspace id a client names for a new or existing workspace: an id, and not a reserved word.
+pub fn validate_workspace_id(field: &str, raw: &str) -> Result<(), ApiError> {
+    validate_id(field, raw)?;
+    if RESERVED_WORKSPACE_IDS.contains(&raw) {
+        return Err(ApiError::bad_request(format!(
+            "{field}: '{raw}' is a reserved word of the API's paths and cannot be a workspace id"
+        )));
+    }
+    Ok(())
+}
+
 /// Timestamps are UTC with microseconds and a fixed width, so they sort as strings.
 pub fn now_timestamp() -> String {
     format_timestamp(time::OffsetDateTime::now_utc())

@@ -44,14 +44,16 @@ fn body_of(endpoint: Endpoint) -> Option<(bool, Value)> {
         // project; `null` is a 400, never "everything"). Reads `project.id` and `project.scope`;
         // the other fields are still parsed (a wrongly typed one is a 400), so they stay documented.
         Endpoint::CleanupProject => (false, demand(schema::<projects::ProjectRequest>(), &["project"])),
-        // Takes no body (one sent is ignored).
-        Endpoint::CreateBundleUpload => return None,
+        // Take no body (one sent is ignored).
+        Endpoint::CreateBundleUpload | Endpoint::CancelJob => return None,
         // Raw bundle bytes, not JSON; a local-only route outside the document.
         Endpoint::UploadBundle => return None,
         Endpoint::ListWorkspaces
         | Endpoint::LoadWorkspace
         | Endpoint::ListProjects
         | Endpoint::LoadProject
+        | Endpoint::GetJob
+        | Endpoint::ListJobs
         | Endpoint::DownloadBundle => return None,
     })
 }

@@ -19,6 +19,9 @@ pub enum Endpoint {
     ListProjects,
     LoadProject,
     CleanupProject,
+    GetJob,
+    ListJobs,
+    CancelJob,
     DownloadBundle,
     UploadBundle,
 }
@@ -56,6 +59,10 @@ pub const ROUTES: &[Route] = &[
     public(Endpoint::ListProjects, "GET", "/projects/{workspace_id}/list", "list-projects"),
     public(Endpoint::LoadProject, "GET", "/projects/{workspace_id}/load", "load-project"),
     public(Endpoint::CleanupProject, "POST", "/projects/{workspace_id}/cleanup", "cleanup-project"),
+    // `jobs` is a reserved word no workspace id may take, so these never meet `/workspaces/{id}/…`.
+    public(Endpoint::GetJob, "GET", "/workspaces/jobs/{job_id}", "get-job"),
+    public(Endpoint::ListJobs, "GET", "/workspaces/jobs", "list-jobs"),
+    public(Endpoint::CancelJob, "POST", "/workspaces/jobs/{job_id}/cancel", "cancel-job"),
     local(Endpoint::DownloadBundle, "GET", "/bundles/{tenant}/{bundle}", "download-bundle"),
     local(Endpoint::UploadBundle, "PUT", "/bundles/{tenant}/{bundle}", "upload-bundle"),
 ];

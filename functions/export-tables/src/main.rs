@@ -1,5 +1,6 @@
 //! `export-tables` Lambda, `POST /workspaces/{workspace_id}/export-tables`.
-//! Its needs, like its IAM policy: the table, rows included, and bundles to stage large exports.
+//! Its needs, like its IAM policy: the table, rows included, bundles to stage large exports, and
+//! job records and the jobs queue to start an export job (`"async": true`).
 
 use shared::api::export;
 use shared::routes::Endpoint;
@@ -7,5 +8,10 @@ use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run(Endpoint::ExportTables, Needs::TABLES.and(Needs::BUNDLES), export::export_tables).await
+    shared::http::run(
+        Endpoint::ExportTables,
+        Needs::TABLES.and(Needs::BUNDLES).and(Needs::JOBS).and(Needs::QUEUE),
+        export::export_tables,
+    )
+    .await
 }

@@ -1,5 +1,6 @@
 //! `import-tables` Lambda, `POST /workspaces/import-tables`.
-//! Its needs, like its IAM policy: the table, rows included, and staged bundles to import from.
+//! Its needs, like its IAM policy: the table, rows included, staged bundles to import from, and
+//! job records and the jobs queue to start an import job (`"async": true`).
 
 use shared::api::import;
 use shared::routes::Endpoint;
@@ -7,5 +8,6 @@ use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run(Endpoint::ImportTables, Needs::TABLES.and(Needs::BUNDLES), import::import_tables).await
+    let needs = Needs::TABLES.and(Needs::BUNDLES).and(Needs::JOBS).and(Needs::QUEUE);
+    shared::http::run(Endpoint::ImportTables, needs, import::import_tables).await
 }

@@ -16,6 +16,7 @@ pub mod body;
 pub mod bundles;
 pub mod export;
 pub mod import;
+pub mod jobs;
 pub mod paging;
 pub mod projects;
 pub mod versions;
@@ -31,6 +32,8 @@ pub struct Call {
     pub public_base: String,
     /// The `If-Match` header as sent (several joined by `,`), parsed by `versions::expectation`.
     pub if_match: Option<String>,
+    /// The `Idempotency-Key` header as sent (job requests: the same key finds the same job).
+    pub idempotency_key: Option<String>,
 }
 
 impl Call {

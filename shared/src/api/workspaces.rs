@@ -7,7 +7,10 @@ use super::versions::{self, Expect};
 use super::{body, paging, Call, Reply};
 use crate::app::App;
 use crate::error::ApiError;
-use crate::model::{check_metadata, new_id, now_timestamp, validate_id, Principal, Scope, Workspace, WorkspaceDraft};
+use crate::model::{
+    check_metadata, new_id, now_timestamp, validate_id, validate_workspace_id, Principal, Scope, Workspace,
+    WorkspaceDraft,
+};
 
 pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
@@ -76,7 +79,7 @@ pub async fn save(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let scope = body_or_query_scope(input.scope, call)?;
     let id = match input.id {
         Some(id) => {
-            validate_id("id", &id)?;
+            validate_workspace_id("id", &id)?;
             id
         }
         None => new_id("ws_", 16),

@@ -8,8 +8,11 @@ use async_trait::async_trait;
 
 use crate::bundles::{BundleStore, ByteStream, DynBundles, Upload};
 use crate::model::{Owner, Workspace, WorkspaceDraft};
+use crate::queue::{JobMessage, JobQueue};
+use crate::store::job_tables::{JobTables, StagedFinish};
+use crate::store::jobs::{JobRecord, Jobs};
 use crate::store::{Blobs, DynStore, Snapshot, StoreError, StoreResult, Tables, Workspaces};
-use crate::tables::{Commit, WsKey};
+use crate::tables::{Commit, Row, WsKey};
 
 struct Unwired(&'static str);
 
@@ -95,6 +98,69 @@ impl BundleStore for Unwired {
         self.fail()
     }
     async fn delete(&self, _: &str) -> StoreResult<()> {
+        self.fail()
+    }
+    async fn resume_upload(&self, _: &str, _: &serde_json::Value) -> StoreResult<Box<dyn Upload>> {
+        self.fail()
+    }
+}
+
+pub fn jobs() -> Arc<dyn Jobs> {
+    Arc::new(Unwired("Needs::JOBS"))
+}
+
+pub fn job_tables() -> Arc<dyn JobTables> {
+    Arc::new(Unwired("Needs::TABLES"))
+}
+
+pub fn queue() -> Arc<dyn JobQueue> {
+    Arc::new(Unwired("Needs::QUEUE"))
+}
+
+#[async_trait]
+impl Jobs for Unwired {
+    async fn create_job(&self, _: JobRecord) -> StoreResult<(JobRecord, bool)> {
+        self.fail()
+    }
+    async fn get_job(&self, _: &Owner, _: &str) -> StoreResult<Option<JobRecord>> {
+        self.fail()
+    }
+    async fn list_jobs(&self, _: &Owner, _: Option<&str>, _: usize) -> StoreResult<Vec<JobRecord>> {
+        self.fail()
+    }
+    async fn update_job(&self, _: &JobRecord) -> StoreResult<JobRecord> {
+        self.fail()
+    }
+}
+
+#[async_trait]
+impl JobTables for Unwired {
+    async fn hold_revision(&self, _: &WsKey, _: &str, _: u64, _: u64) -> StoreResult<()> {
+        self.fail()
+    }
+    async fn release_revision(&self, _: &WsKey, _: &str) -> StoreResult<()> {
+        self.fail()
+    }
+    async fn snapshot_at(&self, _: &WsKey, _: u64) -> StoreResult<Option<Box<dyn Snapshot>>> {
+        self.fail()
+    }
+    async fn begin_staging(&self, _: &WsKey, _: &str, _: &[(String, u64)]) -> StoreResult<()> {
+        self.fail()
+    }
+    async fn stage_rows(&self, _: &WsKey, _: &str, _: &str, _: Vec<(String, Row)>) -> StoreResult<()> {
+        self.fail()
+    }
+    async fn finish_staging(&self, _: &WsKey, _: &str, _: StagedFinish) -> StoreResult<u64> {
+        self.fail()
+    }
+    async fn abort_staging(&self, _: &WsKey, _: &str) -> StoreResult<()> {
+        self.fail()
+    }
+}
+
+#[async_trait]
+impl JobQueue for Unwired {
+    async fn send(&self, _: &JobMessage) -> StoreResult<()> {
         self.fail()
     }
 }

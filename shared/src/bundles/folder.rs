@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 use super::{check_key, check_prefix, lifetime, BundleStore, LinkSigner, Upload};
 use crate::store::{Blobs, StoreError, StoreResult};
@@ -76,6 +76,27 @@ impl BundleStore for FolderBundles {
         let temp = dir.join(format!(".{}.{:016x}.part", name.to_string_lossy(), rand::random::<u64>()));
         let file = tokio::fs::File::create_new(&temp).await.map_err(|e| io_error("creating", &temp, e))?;
         Ok(Box::new(FolderUpload { file: Some(BufWriter::new(file)), temp, dest, size: 0 }))
+    }
+
+    async fn resume_upload(&self, key: &str, state: &serde_json::Value) -> StoreResult<Box<dyn Upload>> {
+        let dest = self.path_of(key)?;
+        let bad = || StoreError::Internal(format!("not a resumable upload of {key:?}: {state}"));
+        let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else { return Err(bad()) };
+        let temp_name = state.get("temp").and_then(serde_json::Value::as_str).ok_or_else(bad)?;
+        let size = state.get("size").and_then(serde_json::Value::as_u64).ok_or_else(bad)?;
+        // Only a temp file of this very key, in its own folder: the state never names a path.
+        let ours =
+            temp_name.strip_prefix(&format!(".{}.", name.to_string_lossy())).and_then(|t| t.strip_suffix(".part"));
+        if !ours.is_some_and(|t| t.len() == 16 && t.chars().all(|c| c.is_ascii_hexdigit())) {
+            return Err(bad());
+        }
+        let temp = dir.join(temp_name);
+        let mut file =
+            tokio::fs::OpenOptions::new().write(true).open(&temp).await.map_err(|e| io_error("reopening", &temp, e))?;
+        // Whatever was written after the checkpoint goes: the job writes it again.
+        file.set_len(size).await.map_err(|e| io_error("truncating", &temp, e))?;
+        file.seek(std::io::SeekFrom::End(0)).await.map_err(|e| io_error("seeking", &temp, e))?;
+        Ok(Box::new(FolderUpload { file: Some(BufWriter::new(file)), temp, dest, size }))
     }
 
     async fn open_stream(&self, key: &str) -> StoreResult<Option<(u64, super::ByteStream)>> {
@@ -262,6 +283,21 @@ impl Upload for FolderUpload {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error("deleting", &self.temp, e)),
         }
+    }
+
+    /// Durable to here: a resumed write truncates the temp file back to this size.
+    async fn checkpoint(&mut self) -> StoreResult<Option<serde_json::Value>> {
+        let temp = self.temp.clone();
+        let file = self.file()?;
+        file.flush().await.map_err(|e| io_error("writing", &temp, e))?;
+        file.get_ref().sync_data().await.map_err(|e| io_error("syncing", &temp, e))?;
+        let name = temp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Some(serde_json::json!({"temp": name, "size": self.size})))
+    }
+
+    fn suspend(mut self: Box<Self>) {
+        // Not removed by `Drop`: `resume_upload` picks the temp file up again.
+        self.file = None;
     }
 }
 

@@ -48,6 +48,10 @@ pub trait BundleStore: Blobs + Send + Sync {
 
     /// Deletes `key`; deleting an absent key is not an error.
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// Opens again a write of `key` that an [`Upload::checkpoint`] described (in another
+    /// invocation, after a crash): it goes on exactly after the checkpointed bytes.
+    async fn resume_upload(&self, key: &str, state: &serde_json::Value) -> StoreResult<Box<dyn Upload>>;
 }
 
 /// One object being written. Dropping it without `finish` or `abort` abandons the write:
@@ -60,6 +64,15 @@ pub trait Upload: Send {
     async fn finish(self: Box<Self>) -> StoreResult<u64>;
 
     async fn abort(self: Box<Self>) -> StoreResult<()>;
+
+    /// A point a job can resume the write from: sends what is buffered now where the store
+    /// allows it (S3: as a part, once at least 5 MiB are buffered) and answers the state
+    /// [`BundleStore::resume_upload`] takes; `None` while too little is buffered to cut a part.
+    async fn checkpoint(&mut self) -> StoreResult<Option<serde_json::Value>>;
+
+    /// Leaves the write open, as it was at the last checkpoint, for `resume_upload` (a job
+    /// pausing at the end of its invocation); nothing is cleaned up.
+    fn suspend(self: Box<Self>);
 }
 
 pub type DynBundles = Arc<dyn BundleStore>;

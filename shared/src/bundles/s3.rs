@@ -116,6 +116,11 @@ impl BundleStore for S3Bundles {
         Ok(Box::new(upload::S3Upload::new(self.client.clone(), self.bucket.clone(), self.object_key(key)?)))
     }
 
+    async fn resume_upload(&self, key: &str, state: &serde_json::Value) -> StoreResult<Box<dyn Upload>> {
+        let upload = upload::S3Upload::resume(self.client.clone(), self.bucket.clone(), self.object_key(key)?, state)?;
+        Ok(Box::new(upload))
+    }
+
     async fn open_stream(&self, key: &str) -> StoreResult<Option<(u64, super::ByteStream)>> {
         use futures::StreamExt;
         let key = self.object_key(key)?;

@@ -84,7 +84,9 @@ pub(super) fn call(parts: &Parts, params: HashMap<String, String>, body: Vec<u8>
             query.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
         }
     }
-    Call { params, query, body, public_base: public_base(parts), if_match: if_match(parts) }
+    let idempotency_key =
+        parts.headers.get("idempotency-key").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    Call { params, query, body, public_base: public_base(parts), if_match: if_match(parts), idempotency_key }
 }
 
 /// Every `If-Match` value, joined as one list; text that is not UTF-8 stays visible (and fails

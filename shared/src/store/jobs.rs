@@ -18,6 +18,17 @@ use crate::model::Owner;
 /// by creation time, so a job list is newest first by id alone.
 pub const JOB_ID_PREFIX: &str = "job_";
 
+/// A new job id (see [`JOB_ID_PREFIX`]).
+pub fn new_job_id() -> String {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!("{JOB_ID_PREFIX}{:012x}{}", millis & 0xffff_ffff_ffff, crate::model::new_id("", 12))
+}
+
+/// Whether `id` is of the shape [`new_job_id`] makes (checked before any lookup).
+pub fn valid_job_id(id: &str) -> bool {
+    id.strip_prefix(JOB_ID_PREFIX).is_some_and(|h| h.len() == 24 && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use shared::auth::Verifier;
 use shared::bundles::folder::FolderBundles;
 use shared::bundles::LinkSigner;
-use shared::config::{BundlesUrl, Config, JwtConfig, StoreUrl};
+use shared::config::{Config, JwtConfig};
 use shared::routes::Endpoint;
 use shared::store::sqlite::SqliteStore;
 use shared::App;
@@ -35,16 +35,19 @@ pub fn app_with(jwt: JwtConfig, max_response_bytes: usize) -> App {
     let bundles_dir = path.with_extension("bundles");
     let signer = LinkSigner::new(LINK_SECRET);
     let bundles = Arc::new(FolderBundles::open(&bundles_dir, signer).expect("bundle folder"));
-    let config = Config {
-        store: StoreUrl::Sqlite(path),
-        jwt: jwt.clone(),
-        max_response_bytes,
-        bundles: BundlesUrl::Folder(bundles_dir),
-        inline_limit_bytes: shared::config::DEFAULT_INLINE_LIMIT_BYTES,
-        bundle_ttl_secs: shared::config::DEFAULT_BUNDLE_TTL_SECS,
-        link_secret: Some(LINK_SECRET.into()),
-        sync_import_max_rows: shared::config::DEFAULT_SYNC_IMPORT_MAX_ROWS as u64,
-    };
+    // Every other setting as a deployment's defaults have it.
+    let env: std::collections::HashMap<String, String> = [
+        ("WORKSPACES_JWT_SECRET", SECRET.to_owned()),
+        ("WORKSPACES_STORE", format!("sqlite://{}", path.display())),
+        ("WORKSPACES_BUNDLES", format!("file://{}", bundles_dir.display())),
+        ("WORKSPACES_LINK_SECRET", LINK_SECRET.to_owned()),
+        ("WORKSPACES_MAX_RESPONSE_BYTES", max_response_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut config = Config::from_map(&env).expect("config");
+    config.jwt = jwt.clone();
     App::new(config, Verifier::from_config(&jwt).expect("verifier"), store, bundles)
 }
 

@@ -31,7 +31,7 @@ use super::{body, retry_on_conflict, Reply};
 use crate::api::Call;
 use crate::app::App;
 use crate::error::ApiError;
-use crate::model::{check_metadata, now_timestamp, validate_id, Principal, Scope, WorkspaceDraft};
+use crate::model::{check_metadata, now_timestamp, validate_workspace_id, Principal, Scope, WorkspaceDraft};
 use crate::naming::projects_table;
 use crate::secrets;
 use crate::store::Snapshot;
@@ -65,7 +65,7 @@ pub(crate) struct ImportBody {
 fn read_request(call: &Call) -> Result<Request, ApiError> {
     let input: ImportBody = body::parse(&call.body)?;
     let workspace_id = body::required_text("workspace_id", input.workspace_id, 128)?;
-    validate_id("workspace_id", &workspace_id)?;
+    validate_workspace_id("workspace_id", &workspace_id)?;
     let scope = input.scope.map(|s| Scope::parse(&s)).transpose()?.unwrap_or(Scope::User);
     let export_data = input
         .export_data

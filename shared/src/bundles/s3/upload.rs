@@ -164,6 +164,57 @@ impl Upload for S3Upload {
     async fn abort(mut self: Box<Self>) -> StoreResult<()> {
         self.abort_multipart().await
     }
+
+    async fn checkpoint(&mut self) -> StoreResult<Option<serde_json::Value>> {
+        if self.closed || self.failed {
+            return Err(StoreError::Internal("bundle upload already closed or failed".into()));
+        }
+        if self.buf.len() >= MIN_PART_SIZE {
+            let part = std::mem::take(&mut self.buf);
+            if let Err(e) = self.upload_part(part, false).await {
+                self.failed = true;
+                return Err(e);
+            }
+        }
+        let (Some(upload_id), true) = (&self.upload_id, self.buf.is_empty()) else { return Ok(None) };
+        let parts: Vec<serde_json::Value> = self
+            .parts
+            .iter()
+            .map(|p| serde_json::json!({"n": p.part_number(), "etag": p.e_tag(), "crc32": p.checksum_crc32()}))
+            .collect();
+        Ok(Some(serde_json::json!({"upload_id": upload_id, "parts": parts, "size": self.size})))
+    }
+
+    fn suspend(mut self: Box<Self>) {
+        // Not aborted by `Drop`: `resume_upload` goes on with the same multipart upload.
+        self.closed = true;
+    }
+}
+
+impl S3Upload {
+    /// The upload a [`checkpoint`](Upload::checkpoint) described, going on after its last part.
+    pub(super) fn resume(client: Client, bucket: String, key: String, state: &serde_json::Value) -> StoreResult<Self> {
+        let bad = || StoreError::Internal(format!("not a resumable upload of {key:?}: {state}"));
+        let upload_id = state.get("upload_id").and_then(serde_json::Value::as_str).ok_or_else(bad)?.to_owned();
+        let size = state.get("size").and_then(serde_json::Value::as_u64).ok_or_else(bad)?;
+        let mut parts = Vec::new();
+        for part in state.get("parts").and_then(serde_json::Value::as_array).ok_or_else(bad)? {
+            let n = part.get("n").and_then(serde_json::Value::as_i64).and_then(|n| i32::try_from(n).ok());
+            let text = |k: &str| part.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(n.ok_or_else(bad)?)
+                    .set_e_tag(text("etag"))
+                    .set_checksum_crc32(text("crc32"))
+                    .build(),
+            );
+        }
+        let mut upload = Self::new(client, bucket, key);
+        upload.upload_id = Some(upload_id);
+        upload.parts = parts;
+        upload.size = size;
+        Ok(upload)
+    }
 }
 
 impl Drop for S3Upload {
