@@ -75,7 +75,7 @@ impl BundleStore for FolderBundles {
         tokio::fs::create_dir_all(dir).await.map_err(|e| io_error("creating", dir, e))?;
         let temp = dir.join(format!(".{}.{:016x}.part", name.to_string_lossy(), rand::random::<u64>()));
         let file = tokio::fs::File::create_new(&temp).await.map_err(|e| io_error("creating", &temp, e))?;
-        Ok(Box::new(FolderUpload { file: Some(BufWriter::new(file)), temp, dest, size: 0 }))
+        Ok(Box::new(FolderUpload { file: Some(BufWriter::new(file)), temp, dest, size: 0, resumable: false }))
     }
 
     async fn resume_upload(&self, key: &str, state: &serde_json::Value) -> StoreResult<Box<dyn Upload>> {
@@ -96,7 +96,7 @@ impl BundleStore for FolderBundles {
         // Whatever was written after the checkpoint goes: the job writes it again.
         file.set_len(size).await.map_err(|e| io_error("truncating", &temp, e))?;
         file.seek(std::io::SeekFrom::End(0)).await.map_err(|e| io_error("seeking", &temp, e))?;
-        Ok(Box::new(FolderUpload { file: Some(BufWriter::new(file)), temp, dest, size }))
+        Ok(Box::new(FolderUpload { file: Some(BufWriter::new(file)), temp, dest, size, resumable: true }))
     }
 
     async fn open_stream(&self, key: &str) -> StoreResult<Option<(u64, super::ByteStream)>> {
@@ -237,6 +237,9 @@ struct FolderUpload {
     temp: PathBuf,
     dest: PathBuf,
     size: u64,
+    /// A job checkpointed it: a resumed write may still need the temp file, so `Drop` (which a
+    /// crashing job never runs anyway) leaves it; the job's own cleanup or the sweep removes it.
+    resumable: bool,
 }
 
 impl FolderUpload {
@@ -292,6 +295,7 @@ impl Upload for FolderUpload {
         file.flush().await.map_err(|e| io_error("writing", &temp, e))?;
         file.get_ref().sync_data().await.map_err(|e| io_error("syncing", &temp, e))?;
         let name = temp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.resumable = true;
         Ok(Some(serde_json::json!({"temp": name, "size": self.size})))
     }
 
@@ -303,7 +307,7 @@ impl Upload for FolderUpload {
 
 impl Drop for FolderUpload {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if self.file.take().is_some() && !self.resumable {
             // Best effort, and quick: one unlink. A leftover is swept later anyway.
             let _ = std::fs::remove_file(&self.temp);
         }

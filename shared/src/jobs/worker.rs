@@ -2,7 +2,7 @@
 //! so every task is idempotent; a task that cannot go on now (a backend failing, the job claimed
 //! by another invocation) is handed back to the queue and comes again.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -17,8 +17,8 @@ use crate::store::StoreError;
 /// A delivery past this many is the last: the job is failed rather than retried into the
 /// dead-letter queue (whose redrive policy takes a message on its 5th receive).
 pub const MAX_DELIVERIES: u32 = 4;
-/// How long before the deadline a worker stops taking on more work.
-const MARGIN: Duration = Duration::from_secs(30);
+/// A claim outlives its invocation by this much (clocks of different hosts).
+const CLAIM_SLACK_SECS: i64 = 5;
 
 /// One message as the queue delivered it.
 #[derive(Debug, Clone)]
@@ -29,9 +29,17 @@ pub struct Delivery {
     pub receive_count: u32,
 }
 
+/// When an invocation should stop taking on work (`soft`), and when it ends (`hard`: Lambda's
+/// deadline, which nothing of it outlives).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub soft: Instant,
+    pub hard: Instant,
+}
+
 /// Runs a batch; answers the ids of the messages to hand back to the queue (Lambda's
 /// `batchItemFailures`): each comes again after its visibility timeout.
-pub async fn handle_batch(app: &App, deliveries: Vec<Delivery>, deadline: Instant) -> Vec<String> {
+pub async fn handle_batch(app: &App, deliveries: Vec<Delivery>, deadline: Deadlines) -> Vec<String> {
     let mut failed = Vec::new();
     for delivery in deliveries {
         if let Err(reason) = handle(app, &delivery, deadline).await {
@@ -43,7 +51,7 @@ pub async fn handle_batch(app: &App, deliveries: Vec<Delivery>, deadline: Instan
 }
 
 /// One message. `Err` hands it back to the queue (with why, for the log).
-pub async fn handle(app: &App, delivery: &Delivery, deadline: Instant) -> Result<(), String> {
+pub async fn handle(app: &App, delivery: &Delivery, deadline: Deadlines) -> Result<(), String> {
     let message: JobMessage = match serde_json::from_str(&delivery.body) {
         Ok(m) => m,
         Err(e) => {
@@ -62,7 +70,7 @@ pub async fn handle(app: &App, delivery: &Delivery, deadline: Instant) -> Result
     if job.state.is_final() {
         return Ok(());
     }
-    let mut run = Run { app, job, deadline: deadline.checked_sub(MARGIN).unwrap_or(deadline), claim: None };
+    let mut run = Run { app, job, deadline, claim: None };
     if delivery.receive_count > MAX_DELIVERIES {
         let why = format!("the worker failed on this job {} times; see the worker's log", delivery.receive_count - 1);
         return run.finish(Err(Stop::Failed(ApiError::new(500, why)))).await;
@@ -128,7 +136,7 @@ impl From<StoreError> for Stop {
 pub struct Run<'a> {
     pub app: &'a App,
     pub job: JobRecord,
-    deadline: Instant,
+    deadline: Deadlines,
     /// This invocation's claim token, once it holds the job.
     claim: Option<String>,
 }
@@ -136,7 +144,7 @@ pub struct Run<'a> {
 impl<'a> Run<'a> {
     /// Whether to stop and checkpoint now rather than take on another chunk.
     pub fn out_of_time(&self) -> bool {
-        Instant::now() >= self.deadline
+        Instant::now() >= self.deadline.soft
     }
 
     /// The job's starter, as recorded when it started.
@@ -155,8 +163,8 @@ impl<'a> Run<'a> {
     /// an unexpired claim; a claim whose holder died expires at its deadline.
     async fn claim(&mut self) -> Result<(), Stop> {
         let token = crate::model::new_id("c", 16);
-        let until =
-            crate::bundles::now_unix() + self.deadline.saturating_duration_since(Instant::now()).as_secs() as i64 + 60;
+        let left = self.deadline.hard.saturating_duration_since(Instant::now()).as_secs();
+        let until = crate::bundles::now_unix() + i64::try_from(left).unwrap_or(i64::MAX / 2) + CLAIM_SLACK_SECS;
         for _ in 0..5 {
             let held = self.job.checkpoint.as_ref().and_then(|c| c.get("claim"));
             let live = held

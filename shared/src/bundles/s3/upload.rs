@@ -26,12 +26,15 @@ pub(super) struct S3Upload {
     closed: bool,
     /// A part failed to go and its bytes are gone: only `abort` (or `Drop`) is left.
     failed: bool,
+    /// A job checkpointed it: `Drop` leaves the multipart upload for a resumed write (the job's
+    /// own cleanup, or the bucket's AbortIncompleteMultipartUpload rule, ends it).
+    resumable: bool,
 }
 
 impl S3Upload {
     pub(super) fn new(client: Client, bucket: String, key: String) -> Self {
         let (buf, parts) = (Vec::new(), Vec::new());
-        Self { client, bucket, key, buf, upload_id: None, parts, size: 0, closed: false, failed: false }
+        Self { client, bucket, key, buf, upload_id: None, parts, size: 0, closed: false, failed: false, resumable: false }
     }
 
     /// Sends `body` as the next part, starting the multipart upload on the first one. Parts are
@@ -182,7 +185,9 @@ impl Upload for S3Upload {
             .iter()
             .map(|p| serde_json::json!({"n": p.part_number(), "etag": p.e_tag(), "crc32": p.checksum_crc32()}))
             .collect();
-        Ok(Some(serde_json::json!({"upload_id": upload_id, "parts": parts, "size": self.size})))
+        let state = serde_json::json!({"upload_id": upload_id, "parts": parts, "size": self.size});
+        self.resumable = true;
+        Ok(Some(state))
     }
 
     fn suspend(mut self: Box<Self>) {
@@ -213,6 +218,7 @@ impl S3Upload {
         upload.upload_id = Some(upload_id);
         upload.parts = parts;
         upload.size = size;
+        upload.resumable = true;
         Ok(upload)
     }
 }
@@ -221,7 +227,7 @@ impl Drop for S3Upload {
     /// Abandoned mid-way (an error path, a panic): abort in the background when a runtime is
     /// there; otherwise the bucket's AbortIncompleteMultipartUpload rule gets it.
     fn drop(&mut self) {
-        let (false, Some(upload_id)) = (self.closed, self.upload_id.take()) else { return };
+        let (false, false, Some(upload_id)) = (self.closed, self.resumable, self.upload_id.take()) else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
             runtime.spawn(async move {
