@@ -115,7 +115,10 @@ fn update(conn: &Connection, job: &JobRecord) -> StoreResult<JobRecord> {
         )
         .map_err(from_sqlite)?;
     if changed == 0 {
-        return Err(StoreError::Conflict(format!("job {} was changed concurrently (or is gone); read it again", job.id)));
+        return Err(StoreError::Conflict(format!(
+            "job {} was changed concurrently (or is gone); read it again",
+            job.id
+        )));
     }
     Ok(next)
 }
