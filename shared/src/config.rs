@@ -21,6 +21,17 @@ pub enum BundlesUrl {
     S3 { bucket: String, prefix: String },
 }
 
+/// Where job messages go: `WORKSPACES_JOBS_QUEUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueUrl {
+    /// `sqlite://<path>`: a queue in a local SQLite file (the local default), drained by the
+    /// local dispatcher.
+    Sqlite(PathBuf),
+    /// An SQS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`, what `!Ref` of a
+    /// queue gives; `http://` for a local compatible server).
+    Sqs(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     /// HS256 shared secret (`WORKSPACES_JWT_SECRET`).
@@ -47,6 +58,9 @@ pub struct Config {
     pub link_secret: Option<String>,
     /// Rows one synchronous import may write (see `api::import`); more is refused with 413.
     pub sync_import_max_rows: u64,
+    pub jobs_queue: QueueUrl,
+    /// How long a finished job stays visible, in seconds.
+    pub job_ttl_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -68,6 +82,12 @@ pub const DEFAULT_INLINE_LIMIT_BYTES: usize = 5_000_000;
 pub const DEFAULT_BUNDLE_TTL_SECS: u64 = 3600;
 /// S3's longest presigned URL lifetime; local links keep to it too, so both behave alike.
 pub const MAX_BUNDLE_TTL_SECS: u64 = 7 * 24 * 3600;
+pub const DEFAULT_JOBS_QUEUE: &str = "sqlite://.local/jobs-queue.db";
+pub const DEFAULT_JOB_TTL_SECS: u64 = 7 * 24 * 3600;
+/// A finished job stays at least a minute (a client polling it must get to see the end) and at
+/// most 30 days.
+pub const MIN_JOB_TTL_SECS: u64 = 60;
+pub const MAX_JOB_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Label of the link secret derived from the JWT secret, so one secret leaks nothing of the other.
 const LINK_SECRET_LABEL: &[u8] = b"workspaces/bundle-links/v1";
 
@@ -115,6 +135,9 @@ impl Config {
         }
         let sync_import_max_rows =
             parse_usize(&get, "WORKSPACES_SYNC_IMPORT_MAX_ROWS", "rows", DEFAULT_SYNC_IMPORT_MAX_ROWS)? as u64;
+        let jobs_queue = parse_queue_url(get("WORKSPACES_JOBS_QUEUE").as_deref().unwrap_or(DEFAULT_JOBS_QUEUE))?;
+        let job_ttl_secs =
+            parse_secs(&get, "WORKSPACES_JOB_TTL_SECS", DEFAULT_JOB_TTL_SECS, MIN_JOB_TTL_SECS..=MAX_JOB_TTL_SECS)?;
         Ok(Config {
             store,
             jwt,
@@ -124,6 +147,8 @@ impl Config {
             bundle_ttl_secs,
             link_secret,
             sync_import_max_rows,
+            jobs_queue,
+            job_ttl_secs,
         })
     }
 }
@@ -142,6 +167,22 @@ pub(crate) fn parse_usize(
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| ConfigError { var, message: format!("'{v}' is not a positive whole number of {unit}") }),
+    }
+}
+
+/// Whole seconds within `range`.
+fn parse_secs(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| ConfigError {
+            var,
+            message: format!("'{v}' is not a whole number of seconds from {} to {}", range.start(), range.end()),
+        }),
     }
 }
 
@@ -195,6 +236,28 @@ pub fn parse_bundles_url(raw: &str) -> Result<BundlesUrl, ConfigError> {
     }
 }
 
+/// `sqlite://<path>`, or an SQS queue URL: http(s), a host, and a path naming the queue.
+pub fn parse_queue_url(raw: &str) -> Result<QueueUrl, ConfigError> {
+    let err = |message: String| ConfigError { var: "WORKSPACES_JOBS_QUEUE", message };
+    if let Some(path) = raw.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(err("sqlite:// needs a file path, e.g. sqlite://.local/jobs-queue.db".into()));
+        }
+        return Ok(QueueUrl::Sqlite(PathBuf::from(path)));
+    }
+    let usage = || {
+        err(format!(
+            "'{raw}' is not sqlite://<path> or an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)"
+        ))
+    };
+    let url = url::Url::parse(raw).map_err(|_| usage())?;
+    let queue_named = url.path_segments().and_then(|mut s| s.next_back()).is_some_and(|last| !last.is_empty());
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) || !queue_named {
+        return Err(usage());
+    }
+    Ok(QueueUrl::Sqs(raw.to_owned()))
+}
+
 pub fn parse_store_url(raw: &str) -> Result<StoreUrl, ConfigError> {
     let err = |message: String| ConfigError { var: "WORKSPACES_STORE", message };
     if let Some(path) = raw.strip_prefix("sqlite://") {
@@ -231,6 +294,32 @@ mod tests {
         assert_eq!(c.inline_limit_bytes, DEFAULT_INLINE_LIMIT_BYTES);
         assert_eq!(c.sync_import_max_rows, DEFAULT_SYNC_IMPORT_MAX_ROWS as u64);
         assert_eq!(c.bundle_ttl_secs, DEFAULT_BUNDLE_TTL_SECS);
+        assert_eq!(c.jobs_queue, QueueUrl::Sqlite(".local/jobs-queue.db".into()));
+        assert_eq!(c.job_ttl_secs, 604_800);
+    }
+
+    #[test]
+    fn reads_the_jobs_settings() {
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/ws-jobs";
+        let c = Config::from_map(&env(&[
+            ("WORKSPACES_JWT_SECRET", "s"),
+            ("WORKSPACES_JOBS_QUEUE", url),
+            ("WORKSPACES_JOB_TTL_SECS", "60"),
+        ]))
+        .unwrap();
+        assert_eq!((c.jobs_queue, c.job_ttl_secs), (QueueUrl::Sqs(url.into()), 60));
+        let local = "http://127.0.0.1:5101/123456789012/jobs";
+        let c = Config::from_map(&env(&[
+            ("WORKSPACES_JWT_SECRET", "s"),
+            ("WORKSPACES_JOBS_QUEUE", local),
+            ("WORKSPACES_JOB_TTL_SECS", "2592000"),
+        ]))
+        .unwrap();
+        assert_eq!((c.jobs_queue, c.job_ttl_secs), (QueueUrl::Sqs(local.into()), 2_592_000));
+        let c =
+            Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), ("WORKSPACES_JOBS_QUEUE", "sqlite:///tmp/q.db")]))
+                .unwrap();
+        assert_eq!(c.jobs_queue, QueueUrl::Sqlite("/tmp/q.db".into()));
     }
 
     #[test]
@@ -307,6 +396,16 @@ mod tests {
             ("WORKSPACES_INLINE_LIMIT_BYTES", "0"),
             ("WORKSPACES_BUNDLE_TTL_SECS", "-5"),
             ("WORKSPACES_BUNDLE_TTL_SECS", "604801"),
+            ("WORKSPACES_JOBS_QUEUE", "sqlite://"),
+            ("WORKSPACES_JOBS_QUEUE", "sqs://ws-jobs"),
+            ("WORKSPACES_JOBS_QUEUE", "ws-jobs"),
+            ("WORKSPACES_JOBS_QUEUE", "https://"),
+            ("WORKSPACES_JOBS_QUEUE", "https://sqs.eu-west-1.amazonaws.com"),
+            ("WORKSPACES_JOBS_QUEUE", "https://sqs.eu-west-1.amazonaws.com/"),
+            ("WORKSPACES_JOBS_QUEUE", "ftp://sqs.eu-west-1.amazonaws.com/1/q"),
+            ("WORKSPACES_JOB_TTL_SECS", "59"),
+            ("WORKSPACES_JOB_TTL_SECS", "2592001"),
+            ("WORKSPACES_JOB_TTL_SECS", "a week"),
         ] {
             let e = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), (var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{value}");
