@@ -21,6 +21,17 @@ pub enum BundlesUrl {
     S3 { bucket: String, prefix: String },
 }
 
+/// Where job messages go: `WORKSPACES_JOBS_QUEUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueUrl {
+    /// `sqlite://<path>`: a queue in a local SQLite file (the local default), drained by the
+    /// local dispatcher.
+    Sqlite(PathBuf),
+    /// An SQS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`, what `!Ref` of a
+    /// queue gives; `http://` for a local compatible server).
+    Sqs(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     /// HS256 shared secret (`WORKSPACES_JWT_SECRET`).
@@ -49,7 +60,8 @@ pub struct Config {
     pub sync_import_max_rows: u64,
     /// Rows of a workspace the synchronous export streams; more is refused with 413 naming jobs.
     pub sync_export_max_rows: u64,
-    /// How long a finished job (and an export job's bundle) stays, in seconds.
+    pub jobs_queue: QueueUrl,
+    /// How long a finished job (and an export job's bundle) stays visible, in seconds.
     pub job_ttl_secs: u64,
     /// How long one worker invocation works on a job before handing it to a fresh one.
     pub job_budget_secs: u64,
@@ -77,6 +89,14 @@ pub const DEFAULT_INLINE_LIMIT_BYTES: usize = 5_000_000;
 pub const DEFAULT_BUNDLE_TTL_SECS: u64 = 3600;
 /// S3's longest presigned URL lifetime; local links keep to it too, so both behave alike.
 pub const MAX_BUNDLE_TTL_SECS: u64 = 7 * 24 * 3600;
+pub const DEFAULT_JOBS_QUEUE: &str = "sqlite://.local/jobs-queue.db";
+/// A finished job (and an export job's bundle, whose link is signed anew whenever the job is read)
+/// stays a day unless configured otherwise.
+pub const DEFAULT_JOB_TTL_SECS: u64 = 24 * 3600;
+/// A finished job stays at least a minute (a client polling it must get to see the end) and at
+/// most 7 days: S3's lifecycle rule removes bundles after 8, and an export job's result links one.
+pub const MIN_JOB_TTL_SECS: u64 = 60;
+pub const MAX_JOB_TTL_SECS: u64 = 7 * 24 * 3600;
 /// Label of the link secret derived from the JWT secret, so one secret leaks nothing of the other.
 const LINK_SECRET_LABEL: &[u8] = b"workspaces/bundle-links/v1";
 
@@ -126,12 +146,12 @@ impl Config {
             parse_usize(&get, "WORKSPACES_SYNC_IMPORT_MAX_ROWS", "rows", DEFAULT_SYNC_IMPORT_MAX_ROWS)? as u64;
         let sync_export_max_rows =
             parse_usize(&get, "WORKSPACES_SYNC_EXPORT_MAX_ROWS", "rows", DEFAULT_SYNC_EXPORT_MAX_ROWS)? as u64;
-        // A job's bundle must outlive it, and S3's lifecycle rule keeps bundles 8 days.
-        let job_ttl_secs = parse_ttl(&get, "WORKSPACES_JOB_TTL_SECS", crate::jobs::DEFAULT_JOB_TTL_SECS)?;
-        // Lambda stops an invocation at 15 minutes; a budget leaves room to checkpoint.
+        let jobs_queue = parse_queue_url(get("WORKSPACES_JOBS_QUEUE").as_deref().unwrap_or(DEFAULT_JOBS_QUEUE))?;
+        let job_ttl_secs =
+            parse_secs(&get, "WORKSPACES_JOB_TTL_SECS", DEFAULT_JOB_TTL_SECS, MIN_JOB_TTL_SECS..=MAX_JOB_TTL_SECS)?;
+        // Lambda stops an invocation at 15 minutes; the budget leaves room to checkpoint.
         let job_budget_secs =
-            parse_usize(&get, "WORKSPACES_JOB_BUDGET_SECS", "seconds", crate::jobs::DEFAULT_BUDGET_SECS as usize)?
-                .min(840) as u64;
+            parse_secs(&get, "WORKSPACES_JOB_BUDGET_SECS", crate::jobs::DEFAULT_BUDGET_SECS, 1..=840)?;
         Ok(Config {
             store,
             jwt,
@@ -142,6 +162,7 @@ impl Config {
             link_secret,
             sync_import_max_rows,
             sync_export_max_rows,
+            jobs_queue,
             job_ttl_secs,
             job_budget_secs,
         })
@@ -162,6 +183,22 @@ pub(crate) fn parse_usize(
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| ConfigError { var, message: format!("'{v}' is not a positive whole number of {unit}") }),
+    }
+}
+
+/// Whole seconds within `range`.
+fn parse_secs(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| ConfigError {
+            var,
+            message: format!("'{v}' is not a whole number of seconds from {} to {}", range.start(), range.end()),
+        }),
     }
 }
 
@@ -215,6 +252,28 @@ pub fn parse_bundles_url(raw: &str) -> Result<BundlesUrl, ConfigError> {
     }
 }
 
+/// `sqlite://<path>`, or an SQS queue URL: http(s), a host, and a path naming the queue.
+pub fn parse_queue_url(raw: &str) -> Result<QueueUrl, ConfigError> {
+    let err = |message: String| ConfigError { var: "WORKSPACES_JOBS_QUEUE", message };
+    if let Some(path) = raw.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(err("sqlite:// needs a file path, e.g. sqlite://.local/jobs-queue.db".into()));
+        }
+        return Ok(QueueUrl::Sqlite(PathBuf::from(path)));
+    }
+    let usage = || {
+        err(format!(
+            "'{raw}' is not sqlite://<path> or an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)"
+        ))
+    };
+    let url = url::Url::parse(raw).map_err(|_| usage())?;
+    let queue_named = url.path_segments().and_then(|mut s| s.next_back()).is_some_and(|last| !last.is_empty());
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) || !queue_named {
+        return Err(usage());
+    }
+    Ok(QueueUrl::Sqs(raw.to_owned()))
+}
+
 pub fn parse_store_url(raw: &str) -> Result<StoreUrl, ConfigError> {
     let err = |message: String| ConfigError { var: "WORKSPACES_STORE", message };
     if let Some(path) = raw.strip_prefix("sqlite://") {
@@ -251,6 +310,32 @@ mod tests {
         assert_eq!(c.inline_limit_bytes, DEFAULT_INLINE_LIMIT_BYTES);
         assert_eq!(c.sync_import_max_rows, DEFAULT_SYNC_IMPORT_MAX_ROWS as u64);
         assert_eq!(c.bundle_ttl_secs, DEFAULT_BUNDLE_TTL_SECS);
+        assert_eq!(c.jobs_queue, QueueUrl::Sqlite(".local/jobs-queue.db".into()));
+        assert_eq!(c.job_ttl_secs, 604_800);
+    }
+
+    #[test]
+    fn reads_the_jobs_settings() {
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/ws-jobs";
+        let c = Config::from_map(&env(&[
+            ("WORKSPACES_JWT_SECRET", "s"),
+            ("WORKSPACES_JOBS_QUEUE", url),
+            ("WORKSPACES_JOB_TTL_SECS", "60"),
+        ]))
+        .unwrap();
+        assert_eq!((c.jobs_queue, c.job_ttl_secs), (QueueUrl::Sqs(url.into()), 60));
+        let local = "http://127.0.0.1:5101/123456789012/jobs";
+        let c = Config::from_map(&env(&[
+            ("WORKSPACES_JWT_SECRET", "s"),
+            ("WORKSPACES_JOBS_QUEUE", local),
+            ("WORKSPACES_JOB_TTL_SECS", "604800"),
+        ]))
+        .unwrap();
+        assert_eq!((c.jobs_queue, c.job_ttl_secs), (QueueUrl::Sqs(local.into()), 2_592_000));
+        let c =
+            Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), ("WORKSPACES_JOBS_QUEUE", "sqlite:///tmp/q.db")]))
+                .unwrap();
+        assert_eq!(c.jobs_queue, QueueUrl::Sqlite("/tmp/q.db".into()));
     }
 
     #[test]
@@ -327,6 +412,16 @@ mod tests {
             ("WORKSPACES_INLINE_LIMIT_BYTES", "0"),
             ("WORKSPACES_BUNDLE_TTL_SECS", "-5"),
             ("WORKSPACES_BUNDLE_TTL_SECS", "604801"),
+            ("WORKSPACES_JOBS_QUEUE", "sqlite://"),
+            ("WORKSPACES_JOBS_QUEUE", "sqs://ws-jobs"),
+            ("WORKSPACES_JOBS_QUEUE", "ws-jobs"),
+            ("WORKSPACES_JOBS_QUEUE", "https://"),
+            ("WORKSPACES_JOBS_QUEUE", "https://sqs.eu-west-1.amazonaws.com"),
+            ("WORKSPACES_JOBS_QUEUE", "https://sqs.eu-west-1.amazonaws.com/"),
+            ("WORKSPACES_JOBS_QUEUE", "ftp://sqs.eu-west-1.amazonaws.com/1/q"),
+            ("WORKSPACES_JOB_TTL_SECS", "59"),
+            ("WORKSPACES_JOB_TTL_SECS", "604801"),
+            ("WORKSPACES_JOB_TTL_SECS", "a week"),
         ] {
             let e = Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), (var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{value}");

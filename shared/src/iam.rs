@@ -1,7 +1,7 @@
 //! What IAM must allow, declared next to the code that needs it, in two tables:
 //!
 //! - [`Op::needs`]: each storage operation (a method of `Workspaces`, `Tables`, `Snapshot`,
-//!   `Blobs` or `BundleStore`) → the IAM actions, with resources, its DynamoDB / S3 adapter
+//!   `Blobs`, `BundleStore`, `Jobs`, `JobQueue` or `QueueReceiver`) → the IAM actions, with resources, its DynamoDB / S3 adapter
 //!   needs;
 //! - [`FUNCTIONS`]: each Lambda function → the operations its handler reaches.
 //!
@@ -36,6 +36,8 @@ pub enum Resource {
     Bucket,
     /// The bucket's objects under a key prefix (`${BundlesBucket.Arn}/<prefix>*`).
     Objects(&'static str),
+    /// The jobs queue (`!GetAtt JobsQueue.Arn`).
+    Queue,
 }
 
 /// One IAM action on one resource.
@@ -47,6 +49,10 @@ pub struct Grant {
 
 const fn table(action: &'static str) -> Grant {
     Grant { action, resource: Resource::Table }
+}
+
+const fn queue(action: &'static str) -> Grant {
+    Grant { action, resource: Resource::Queue }
 }
 
 const fn rows(action: &'static str) -> Grant {
@@ -117,6 +123,14 @@ ops! {
     Delete => "BundleStore::delete",
     CheckLayout => "DynamoStore::check_layout",
     Compact => "DynamoStore::compact_marked",
+    // Jobs: the job records (`store::jobs`) and the jobs queue (`queue`).
+    CreateJob => "Jobs::create_job",
+    GetJob => "Jobs::get_job",
+    ListJobs => "Jobs::list_jobs",
+    UpdateJob => "Jobs::update_job",
+    SendJob => "JobQueue::send",
+    ReceiveJobs => "QueueReceiver::receive",
+    DeleteJobMessage => "QueueReceiver::delete",
 }
 
 /// A commit: the head, the touched tables' entries and the changed keys (GetItem, Query,
@@ -209,6 +223,19 @@ impl Op {
             // S3 leaves expiry to the bucket's lifecycle rule: no call.
             Op::Sweep => calls(&[]),
             Op::Delete => calls(const { &[bundles("s3:DeleteObject")] }),
+
+            // Jobs (`store/dynamodb/jobs.rs`, `queue/sqs.rs`).
+            // One TransactWriteItems of two Puts (the job, its key's item); when the key is held,
+            // the key's item and the job it names are read, and the key may be taken over.
+            Op::CreateJob => calls(const { &[table("dynamodb:PutItem"), table("dynamodb:GetItem")] }),
+            Op::GetJob => calls(const { &[table("dynamodb:GetItem")] }),
+            // A Query of the owner's job partition (the table itself, no index).
+            Op::ListJobs => calls(const { &[table("dynamodb:Query")] }),
+            // A conditional PutItem; when the job's expiry changes, its key's item follows.
+            Op::UpdateJob => calls(const { &[table("dynamodb:PutItem"), table("dynamodb:UpdateItem")] }),
+            Op::SendJob => calls(const { &[queue("sqs:SendMessage")] }),
+            Op::ReceiveJobs => calls(const { &[queue("sqs:ReceiveMessage")] }),
+            Op::DeleteJobMessage => calls(const { &[queue("sqs:DeleteMessage")] }),
         }
     }
 
@@ -225,6 +252,10 @@ impl Op {
                 | Op::Commit
                 | Op::DeleteWorkspace
                 | Op::Compact
+                | Op::CreateJob
+                | Op::GetJob
+                | Op::ListJobs
+                | Op::UpdateJob
         )
     }
 

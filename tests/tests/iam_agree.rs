@@ -17,6 +17,8 @@ const ALLOWED_EXTRA: &[(&str, &str, &str, &str)] = &[];
 /// The template's logical ids of the table and the bucket.
 const TABLE: &str = "Table";
 const BUCKET: &str = "BundlesBucket";
+/// The jobs queue's logical id.
+const QUEUE: &str = "JobsQueue";
 
 /// (action, resource) in one spelling: `!GetAtt X.Arn` and `!Sub ${X.Arn}` are both `X.Arn`.
 type Granted = BTreeSet<(String, String)>;
@@ -27,6 +29,7 @@ fn canonical(resource: Resource) -> String {
         Resource::Index(name) => format!("${{{TABLE}.Arn}}/index/{name}"),
         Resource::Bucket => format!("{BUCKET}.Arn"),
         Resource::Objects(prefix) => format!("${{{BUCKET}.Arn}}/{prefix}*"),
+        Resource::Queue => format!("{QUEUE}.Arn"),
     }
 }
 

@@ -30,7 +30,10 @@ use shared::bundles::s3::{S3Bundles, PART_SIZE};
 use shared::bundles::BundleStore;
 use shared::iam::{Grant, Op, Resource};
 use shared::model::{now_timestamp, Owner, Scope, WorkspaceDraft};
+use shared::queue::sqs::SqsQueue;
+use shared::queue::{JobMessage, JobQueue, JobTask, QueueReceiver};
 use shared::store::dynamodb::DynamoStore;
+use shared::store::jobs::{new_job_id, JobKind, JobRecord, JobState, Jobs, Progress};
 use shared::store::{Blobs, Faults, Tables, Workspaces};
 use shared::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
 
@@ -49,12 +52,15 @@ enum SeenResource {
     Index(String),
     Bucket,
     Object(String),
+    Queue,
 }
 
 fn covers(grant: &Grant, seen: &Seen) -> bool {
     grant.action == seen.action
         && match (&grant.resource, &seen.resource) {
-            (Resource::Table, SeenResource::Table) | (Resource::Bucket, SeenResource::Bucket) => true,
+            (Resource::Table, SeenResource::Table)
+            | (Resource::Bucket, SeenResource::Bucket)
+            | (Resource::Queue, SeenResource::Queue) => true,
             (Resource::Index(a), SeenResource::Index(b)) => a == b,
             (Resource::Objects(prefix), SeenResource::Object(key)) => key.starts_with(prefix),
             _ => false,
@@ -89,6 +95,8 @@ impl Intercept for Recorder {
         let needs = match meta.service() {
             "DynamoDB" => dynamodb_needs(&api, context.input()),
             "S3" => s3_needs(&api, context.input()),
+            // One queue per client: every SQS action applies to it.
+            "SQS" => vec![(format!("sqs:{api}"), SeenResource::Queue)],
             other => vec![(format!("{other}:{api}"), SeenResource::Table)],
         };
         let mut log = self.0.lock().map_err(|_| "recorder lock poisoned")?;
@@ -380,4 +388,77 @@ async fn every_s3_bundle_call_is_declared_for_its_operation() {
     assert_eq!(c.run(Op::GetBlob, b.get_blob(&blob)).await.expect("get blob"), Some(b"{}".to_vec()));
     c.run(Op::DeleteBlob, b.delete_blob(&blob)).await.expect("delete blob");
     c.check(&["BundleStore::", "Blobs::"]);
+}
+
+fn job(owner: &Owner, key: &str) -> JobRecord {
+    let now = now_timestamp();
+    JobRecord {
+        id: new_job_id(),
+        owner: owner.clone(),
+        kind: JobKind::Export,
+        state: JobState::Queued,
+        idempotency_key: key.into(),
+        request: json!({"workspace_id": "ws_a"}),
+        progress: Progress::default(),
+        result: None,
+        error: None,
+        checkpoint: None,
+        cancel_requested: false,
+        created_at: now.clone(),
+        updated_at: now,
+        expires_at: None,
+        version: 1,
+    }
+}
+
+#[tokio::test]
+async fn every_job_store_call_is_declared_for_its_operation() {
+    let Some(mut f) = fixture("jobs").await else { return };
+    let (store, c) = (&f.store, &mut f.calls);
+    let owner = Owner::user("acme", "ann");
+    c.run(Op::CheckLayout, store.check_layout()).await.expect("layout");
+    // A new key: one transaction; the same key again: the transaction fails, the key's item and
+    // its job are read and answered.
+    let (first, created) = c.run(Op::CreateJob, store.create_job(job(&owner, "k1"))).await.expect("create");
+    assert!(created);
+    let (same, created) = c.run(Op::CreateJob, store.create_job(job(&owner, "k1"))).await.expect("create again");
+    assert!(!created && same.id == first.id);
+    assert!(c.run(Op::GetJob, store.get_job(&owner, &first.id)).await.expect("get").is_some());
+    assert_eq!(c.run(Op::ListJobs, store.list_jobs(&owner, None, 10)).await.expect("list").len(), 1);
+    let running = JobRecord { state: JobState::Running, ..first };
+    let running = c.run(Op::UpdateJob, store.update_job(&running)).await.expect("update");
+    // Ending it expired: the key's item takes the expiry, and the key is free again.
+    let now = shared::bundles::now_unix();
+    let ended = JobRecord { state: JobState::Succeeded, expires_at: Some(now - 5), ..running };
+    c.run(Op::UpdateJob, store.update_job(&ended)).await.expect("end");
+    let stale = c.run(Op::UpdateJob, store.update_job(&ended)).await;
+    assert!(matches!(stale, Err(shared::store::StoreError::Conflict(_))), "{stale:?}");
+    let (second, created) = c.run(Op::CreateJob, store.create_job(job(&owner, "k1"))).await.expect("create anew");
+    assert!(created && second.id != ended.id);
+    c.check(&["Jobs::"]);
+}
+
+#[tokio::test]
+async fn every_sqs_call_is_declared_for_its_operation() {
+    let Some(endpoint) = blackbox_tests::aws_endpoint("AWS_ENDPOINT_URL_SQS", "sqs", "sqs") else { return };
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .credentials_provider(Credentials::new("test", "test", None, None, "iam-calls"))
+        .endpoint_url(&endpoint)
+        .load()
+        .await;
+    let name = format!("iam-jobs-{}", shared::model::new_id("", 8));
+    let created = aws_sdk_sqs::Client::new(&sdk).create_queue().queue_name(&name).send().await.expect("create queue");
+    let url = created.queue_url().expect("queue url").to_owned();
+    let recorder = Recorder::default();
+    let conf = aws_sdk_sqs::config::Builder::from(&sdk).interceptor(recorder.clone()).build();
+    let q = SqsQueue::with_client(aws_sdk_sqs::Client::from_conf(conf), url);
+    let mut c = Calls { recorder, by_op: BTreeMap::new() };
+    let message = JobMessage { org: "acme".into(), user: "ann".into(), job_id: new_job_id(), task: JobTask::Run };
+    c.run(Op::SendJob, q.send(&message)).await.expect("send");
+    let got = c.run(Op::ReceiveJobs, q.receive(10, Duration::from_secs(30), Duration::from_secs(1))).await;
+    let got = got.expect("receive");
+    assert_eq!(got.len(), 1);
+    c.run(Op::DeleteJobMessage, q.delete(&got[0].receipt)).await.expect("delete");
+    c.check(&["JobQueue::", "QueueReceiver::"]);
 }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoreResult;
 
+pub mod local;
+pub mod sqs;
+
 /// What one message asks the worker to do for one job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMessage {

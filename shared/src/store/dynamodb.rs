@@ -86,6 +86,7 @@ mod catalog;
 mod commit;
 mod compact;
 mod delete;
+mod jobs;
 mod layout;
 mod plan;
 mod read;

@@ -11,22 +11,57 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 use crate::model::Owner;
 
 /// `job_` + 12 hex digits of the creation time in milliseconds + 12 random hex digits: ids sort
 /// by creation time, so a job list is newest first by id alone.
 pub const JOB_ID_PREFIX: &str = "job_";
 
-/// A new job id (see [`JOB_ID_PREFIX`]).
+/// A stored record's JSON is at most this big: a DynamoDB item is at most 400 KB with its keys,
+/// so both stores refuse more (`TooLarge`) rather than one of them failing on write.
+pub const MAX_JOB_RECORD_BYTES: usize = 350_000;
+
+/// A new job id (see [`JOB_ID_PREFIX`]): creation time first, so ids sort by it; 48 random bits
+/// keep ids made in the same millisecond apart.
 pub fn new_job_id() -> String {
     let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    format!("{JOB_ID_PREFIX}{:012x}{}", millis & 0xffff_ffff_ffff, crate::model::new_id("", 12))
+    // 12 hex digits of milliseconds last until the year 10889.
+    let millis = u64::try_from(millis).unwrap_or(u64::MAX) & 0xffff_ffff_ffff;
+    crate::model::new_id(&format!("{JOB_ID_PREFIX}{millis:012x}"), 12)
 }
 
-/// Whether `id` is of the shape [`new_job_id`] makes (checked before any lookup).
-pub fn valid_job_id(id: &str) -> bool {
-    id.strip_prefix(JOB_ID_PREFIX).is_some_and(|h| h.len() == 24 && h.chars().all(|c| c.is_ascii_hexdigit()))
+/// Whether `raw` has the shape [`new_job_id`] makes (`job_` + 24 lowercase hex digits): what a
+/// path parameter must be before it goes near a key.
+pub fn valid_job_id(raw: &str) -> bool {
+    raw.strip_prefix(JOB_ID_PREFIX)
+        .is_some_and(|hex| hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Unix seconds now; the clock both stores judge expiry by.
+pub(crate) fn now_unix() -> i64 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// A job is gone once `now` is past its `expires_at` (both stores filter by exactly this, since
+/// DynamoDB's TTL deletes lazily).
+pub(crate) fn is_expired(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_some_and(|at| at < now)
+}
+
+/// The record's JSON as both stores keep it, refusing what a DynamoDB item could not hold.
+pub(crate) fn record_json(job: &JobRecord) -> StoreResult<String> {
+    let json = serde_json::to_string(job)
+        .map_err(|e| StoreError::Internal(format!("job {} does not serialize: {e}", job.id)))?;
+    if json.len() > MAX_JOB_RECORD_BYTES {
+        return Err(StoreError::TooLarge(format!(
+            "job {} is {} bytes of JSON, more than {MAX_JOB_RECORD_BYTES}",
+            job.id,
+            json.len()
+        )));
+    }
+    Ok(json)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,4 +156,46 @@ pub trait Jobs: Send + Sync {
     /// stores it as `job.version + 1`, which it answers. `Conflict` when another update got in
     /// first (or the job is gone): nothing is written, the caller reads again and decides again.
     async fn update_job(&self, job: &JobRecord) -> StoreResult<JobRecord>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_valid_distinct_and_sort_by_creation() {
+        let a = new_job_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_job_id();
+        assert!(valid_job_id(&a) && valid_job_id(&b), "{a} {b}");
+        assert_eq!(a.len(), JOB_ID_PREFIX.len() + 24);
+        assert!(a < b, "{a} then {b}");
+        let same_ms: std::collections::BTreeSet<String> = (0..1000).map(|_| new_job_id()).collect();
+        assert_eq!(same_ms.len(), 1000);
+    }
+
+    #[test]
+    fn job_ids_of_another_shape_are_refused() {
+        for bad in [
+            "",
+            "job_",
+            "job_0123456789abcdef0123456",
+            "job_0123456789abcdef012345678",
+            "job_0123456789ABCDEF01234567",
+            "job_0123456789abcdef0123456g",
+            "jab_0123456789abcdef01234567",
+            "job_0123456789abcdef0123456#",
+            " job_0123456789abcdef01234567",
+        ] {
+            assert!(!valid_job_id(bad), "{bad:?}");
+        }
+        assert!(valid_job_id("job_0123456789abcdef01234567"));
+    }
+
+    #[test]
+    fn expiry_is_strictly_after_expires_at() {
+        assert!(!is_expired(None, 100));
+        assert!(!is_expired(Some(100), 100));
+        assert!(is_expired(Some(99), 100));
+    }
 }

@@ -13,6 +13,7 @@ use super::{Snapshot, StoreError, StoreResult, Tables, Workspaces};
 use crate::model::{workspace_version_conflict, Owner, Scope, Workspace, WorkspaceDraft};
 use crate::tables::{Commit, WsKey};
 
+mod jobs;
 mod layout;
 mod snapshot;
 mod write;
