@@ -92,7 +92,7 @@ start_moto() {
 
 cargo_tests() {
     [[ -n "${MOTO_URL:-}" ]] || { echo "moto is not running" >&2; return 1; }
-    env AWS_ENDPOINT_URL_DYNAMODB="$MOTO_URL" AWS_ENDPOINT_URL_S3="$MOTO_URL" \
+    env AWS_ENDPOINT_URL_DYNAMODB="$MOTO_URL" AWS_ENDPOINT_URL_S3="$MOTO_URL" AWS_ENDPOINT_URL_SQS="$MOTO_URL" \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
         AWS_EC2_METADATA_DISABLED=true WORKSPACES_TEST_REQUIRE_AWS=1 \
         cargo test --workspace --no-fail-fast 2>&1 | tee "$TMP/cargo-test.log"

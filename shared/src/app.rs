@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::auth::Verifier;
 use crate::bundles::{folder::FolderBundles, s3, DynBundles, LinkSigner};
-use crate::config::{BundlesUrl, Config, StoreUrl};
-use crate::queue::JobQueue;
+use crate::config::{BundlesUrl, Config, QueueUrl, StoreUrl};
+use crate::queue::{local::LocalQueue, sqs::SqsQueue, JobQueue};
 use crate::store::job_tables::JobTables;
 use crate::store::jobs::Jobs;
 use crate::store::{dynamodb::DynamoStore, sqlite::SqliteStore, Blobs, DynStore};
@@ -88,37 +88,58 @@ impl App {
     pub async fn wire(config: Config, needs: Needs) -> Result<Self, InitError> {
         let verifier = Verifier::from_config(&config.jwt)?;
         let link_signer = link_signer(&config);
-        let dynamo = needs.store && matches!(config.store, StoreUrl::DynamoDb { .. });
+        let dynamo = (needs.store || needs.jobs) && matches!(config.store, StoreUrl::DynamoDb { .. });
         // SQLite keeps rows of any size itself; DynamoDB offloads large ones to the bundle store.
         let want_bundles = needs.bundles || (needs.rows && dynamo);
         let s3 = want_bundles && matches!(config.bundles, BundlesUrl::S3 { .. });
-        let sdk = if dynamo || s3 {
+        let sqs = needs.queue && matches!(config.jobs_queue, QueueUrl::Sqs(_));
+        let sdk = if dynamo || s3 || sqs {
             Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
         } else {
             None
         };
         let bundle_store =
             if want_bundles { Some(open_bundles(&config.bundles, link_signer.clone(), sdk.as_ref())?) } else { None };
-        let store: DynStore = match (&config.store, needs.store) {
-            (_, false) => unwired::store(),
+        // One adapter serves the workspace records, the tables and the job records.
+        let adapter = match (&config.store, needs.store || needs.jobs) {
+            (_, false) => None,
             (StoreUrl::Sqlite(path), true) => {
-                Arc::new(SqliteStore::open(path).map_err(|e| format!("WORKSPACES_STORE: {e}"))?)
+                Some(Adapter::Sqlite(Arc::new(SqliteStore::open(path).map_err(|e| format!("WORKSPACES_STORE: {e}"))?)))
             }
             (StoreUrl::DynamoDb { table }, true) => {
                 let client = aws_sdk_dynamodb::Client::new(sdk.as_ref().ok_or("AWS SDK config not loaded")?);
                 let dynamo = DynamoStore::new(client, table);
-                match (&bundle_store, needs.rows) {
-                    (Some(blobs), true) => Arc::new(dynamo.with_blobs(blobs.clone() as Arc<dyn Blobs>)),
+                Some(Adapter::Dynamo(Arc::new(match (&bundle_store, needs.rows) {
+                    (Some(blobs), true) => dynamo.with_blobs(blobs.clone() as Arc<dyn Blobs>),
                     // Without `rows`, a large row fails clearly ("no blob store is configured").
-                    _ => Arc::new(dynamo),
-                }
+                    _ => dynamo,
+                })))
             }
+        };
+        let store: DynStore = match (&adapter, needs.store) {
+            (Some(Adapter::Sqlite(a)), true) => a.clone(),
+            (Some(Adapter::Dynamo(a)), true) => a.clone(),
+            _ => unwired::store(),
+        };
+        let jobs: Arc<dyn Jobs> = match (&adapter, needs.jobs) {
+            (Some(Adapter::Sqlite(a)), true) => a.clone(),
+            (Some(Adapter::Dynamo(a)), true) => a.clone(),
+            _ => unwired::jobs(),
+        };
+        let job_tables: Arc<dyn JobTables> = match (&adapter, needs.rows) {
+            _ => unwired::job_tables(),
+        };
+        let queue: Arc<dyn JobQueue> = match (&config.jobs_queue, needs.queue) {
+            (_, false) => unwired::queue(),
+            (QueueUrl::Sqlite(path), true) => {
+                Arc::new(LocalQueue::open(path).map_err(|e| format!("WORKSPACES_JOBS_QUEUE: {e}"))?)
+            }
+            (QueueUrl::Sqs(url), true) => Arc::new(SqsQueue::new(sdk.as_ref().ok_or("AWS SDK config not loaded")?, url)),
         };
         let bundles = match (bundle_store, needs.bundles) {
             (Some(b), true) => b,
             _ => unwired::bundles(),
         };
-        let (jobs, job_tables, queue) = (unwired::jobs(), unwired::job_tables(), unwired::queue());
         Ok(Self { config, verifier, store, bundles, link_signer, jobs, job_tables, queue })
     }
 
@@ -127,6 +148,19 @@ impl App {
         let link_signer = link_signer(&config);
         let (jobs, job_tables, queue) = (unwired::jobs(), unwired::job_tables(), unwired::queue());
         Self { config, verifier, store, bundles, link_signer, jobs, job_tables, queue }
+    }
+}
+
+/// The store adapter a config names, behind every port it serves.
+enum Adapter {
+    Sqlite(Arc<SqliteStore>),
+    Dynamo(Arc<DynamoStore>),
+}
+
+impl App {
+    /// The same app with these job ports (test kits wrap them in recorders).
+    pub fn with_jobs(self, jobs: Arc<dyn Jobs>, job_tables: Arc<dyn JobTables>, queue: Arc<dyn JobQueue>) -> Self {
+        Self { jobs, job_tables, queue, ..self }
     }
 }
 
@@ -144,6 +178,14 @@ pub async fn provision_local(config: &Config) -> Result<(), InitError> {
     if let BundlesUrl::S3 { bucket, prefix } = &config.bundles {
         let s3 = s3::S3Bundles::from_env(bucket, prefix).await;
         s3.create_bucket_if_missing().await.map_err(|e| format!("bucket {bucket}: {e}"))?;
+    }
+    if let QueueUrl::Sqs(url) = &config.jobs_queue {
+        let name = url.rsplit('/').next().unwrap_or_default();
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let queue = SqsQueue::create(&sdk, name).await.map_err(|e| format!("queue {name}: {e}"))?;
+        if queue.url() != url {
+            return Err(format!("WORKSPACES_JOBS_QUEUE is {url}, but the server named the queue {}", queue.url()).into());
+        }
     }
     Ok(())
 }

@@ -44,6 +44,8 @@ pub enum Backend {
 
 pub struct Harness {
     pub app: App,
+    /// The jobs queue's receiving side, as Lambda's event source mapping would poll it.
+    pub queue: std::sync::Arc<dyn shared::queue::QueueReceiver>,
     _dir: tempfile::TempDir,
 }
 
@@ -58,10 +60,13 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
     let dir = tempfile::tempdir().expect("temp dir");
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("WORKSPACES_JWT_SECRET".into(), SECRET.into());
-    match backend {
+    let queue: std::sync::Arc<dyn shared::queue::QueueReceiver> = match backend {
         Backend::Embedded => {
             env.insert("WORKSPACES_STORE".into(), format!("sqlite://{}", dir.path().join("ws.db").display()));
             env.insert("WORKSPACES_BUNDLES".into(), format!("file://{}", dir.path().join("bundles").display()));
+            let path = dir.path().join("queue.db");
+            env.insert("WORKSPACES_JOBS_QUEUE".into(), format!("sqlite://{}", path.display()));
+            std::sync::Arc::new(shared::queue::local::LocalQueue::open(&path).expect("local queue"))
         }
         Backend::Aws => {
             aws_endpoint("AWS_ENDPOINT_URL_DYNAMODB", case, "dynamodb")?;
@@ -74,14 +79,48 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
             s3.create_bucket_if_missing().await.expect("creating the test bucket");
             env.insert("WORKSPACES_STORE".into(), format!("dynamodb://{name}"));
             env.insert("WORKSPACES_BUNDLES".into(), format!("s3://{name}/exports"));
+            aws_endpoint("AWS_ENDPOINT_URL_SQS", case, "sqs")?;
+            let sqs = shared::queue::sqs::SqsQueue::create(&config, &name).await.expect("creating the test queue");
+            env.insert("WORKSPACES_JOBS_QUEUE".into(), sqs.url().to_owned());
+            std::sync::Arc::new(sqs)
         }
-    }
+    };
     for (k, v) in extra_env {
         env.insert((*k).into(), (*v).into());
     }
     let config = shared::config::Config::from_map(&env).expect("test config");
     let app = App::from_config(config).await.expect("test app");
-    Some(Harness { app, _dir: dir })
+    Some(Harness { app, queue, _dir: dir })
+}
+
+impl Harness {
+    /// Works the jobs queue as Lambda's event source mapping would (one message per invocation,
+    /// each invocation given `left` to run) until job `job_id` of `owner` has ended, and answers
+    /// it with the number of invocations it took. Panics past `max_invocations`.
+    pub async fn work_job(
+        &self,
+        owner: &shared::model::Owner,
+        job_id: &str,
+        left: std::time::Duration,
+        max_invocations: usize,
+    ) -> (shared::store::jobs::JobRecord, usize) {
+        let mut invocations = 0;
+        loop {
+            let job = self.app.jobs.get_job(owner, job_id).await.expect("get job").expect("the job exists");
+            if job.state.is_final() {
+                return (job, invocations);
+            }
+            assert!(invocations < max_invocations, "job {job_id} still {:?} after {invocations} invocations", job.state);
+            // A message handed back comes again after this; it is short so tests run quickly.
+            let visibility = std::time::Duration::from_secs(1);
+            let taken = shared::jobs::lambda::pump(&*self.queue, 1, visibility, std::time::Duration::from_secs(2), |event| async {
+                Ok(shared::jobs::lambda::handle_event(&self.app, event, left).await)
+            })
+            .await
+            .expect("pumping the jobs queue");
+            invocations += taken;
+        }
+    }
 }
 
 /// A DynamoDB client for `endpoint` (a local server, or a counting proxy in front of one) with

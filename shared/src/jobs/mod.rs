@@ -58,9 +58,6 @@ impl From<&JobPrincipal> for Principal {
     }
 }
 
-/// How long a finished job stays visible when the config does not say (one day); its bundle
-/// (an export's) is kept as long.
-pub const DEFAULT_JOB_TTL_SECS: u64 = 24 * 3600;
 /// How long one invocation works on a job before it checkpoints and hands the rest to a fresh
 /// one: well inside Lambda's 15 minutes, with room for the last chunk and the checkpoint.
 pub const DEFAULT_BUDGET_SECS: u64 = 600;

@@ -36,6 +36,26 @@ impl SqsQueue {
     pub fn with_client(client: Client, queue_url: impl Into<String>) -> Self {
         Self { client, url: queue_url.into() }
     }
+
+    /// Creates the queue `name` when missing and answers its URL: for local stacks on a
+    /// compatible server and the test kit (in AWS the template creates it, with its dead-letter
+    /// queue). The visibility timeout is the template's.
+    pub async fn create(config: &aws_config::SdkConfig, name: &str) -> StoreResult<Self> {
+        let client = Client::new(config);
+        let out = client
+            .create_queue()
+            .queue_name(name)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "960")
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS", "CreateQueue", e, RETRYABLE))?;
+        let url = out.queue_url().ok_or_else(|| StoreError::Internal(format!("CreateQueue {name}: no URL")))?;
+        Ok(Self::with_client(client, url))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
 }
 
 /// Whole seconds, rounded up (SQS takes nothing finer), at most `max`.
