@@ -15,6 +15,7 @@ use crate::tables::{Commit, WsKey};
 
 mod layout;
 mod snapshot;
+mod staging;
 mod write;
 
 pub use layout::LAYOUT_VERSION;
