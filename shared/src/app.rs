@@ -127,6 +127,8 @@ impl App {
             _ => unwired::jobs(),
         };
         let job_tables: Arc<dyn JobTables> = match (&adapter, needs.rows) {
+            (Some(Adapter::Sqlite(a)), true) => a.clone(),
+            (Some(Adapter::Dynamo(a)), true) => a.clone(),
             _ => unwired::job_tables(),
         };
         let queue: Arc<dyn JobQueue> = match (&config.jobs_queue, needs.queue) {

@@ -15,15 +15,20 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Map, Value};
 use shared::model::{now_timestamp, Owner, Scope, Workspace, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
+use shared::store::job_tables::JobTables;
 use shared::store::sqlite::SqliteStore;
 use shared::store::{Blobs, Snapshot, Store, StoreError, StoreResult, Workspaces};
 use shared::tables::{Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey};
 
 const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_DYNAMODB";
 
+/// Both ports an adapter implements for the cases: the store and what jobs need of it.
+pub trait JobStore: Store + JobTables {}
+impl<T: Store + JobTables> JobStore for T {}
+
 /// A store plus whatever must outlive it (the SQLite file's directory).
 struct Fixture {
-    store: Box<dyn Store>,
+    store: Box<dyn JobStore>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -119,6 +124,16 @@ macro_rules! conformance {
             tables_snapshot_keeps_its_revision,
             tables_delete_racing_a_commit_is_a_conflict,
             tables_snapshot_reads_replaced_rows,
+            staging_is_invisible_until_its_finish,
+            staging_merges_on_top_of_later_commits,
+            staging_after_a_delete_is_a_conflict_even_once_recreated,
+            staging_the_same_rows_twice_keeps_exact_counts,
+            staging_aborted_leaves_nothing,
+            staging_finished_twice_answers_one_revision,
+            staging_finish_creates_the_workspace,
+            staging_onto_a_table_of_another_owner_is_a_conflict,
+            staging_five_thousand_rows_in_ten_pieces,
+            staging_held_revision_reads_exactly_or_not_at_all,
         );
     };
     (@cases $adapter:ident, $fresh:path; $($case:ident),+ $(,)?) => {
@@ -218,12 +233,15 @@ mod support {
 
 #[path = "store_conformance/revision_cases.rs"]
 mod revision_cases;
+#[path = "store_conformance/staging_cases.rs"]
+mod staging_cases;
 #[path = "store_conformance/table_cases.rs"]
 mod table_cases;
 
 /// The contract. Every function here runs once per adapter.
 mod cases {
     pub use super::revision_cases::*;
+    pub use super::staging_cases::*;
     use super::support::*;
     pub use super::table_cases::*;
     use super::*;
@@ -749,6 +767,31 @@ mod sqlite_only {
         let err = shared::App::wire(config, shared::app::Needs::STORE).await.err().expect("wiring fails");
         let text = err.to_string();
         assert!(text.starts_with("WORKSPACES_STORE: ") && text.contains(&expected), "{text}");
+    }
+
+    /// Rows change in place, so a revision opens again only while it is the head.
+    #[tokio::test]
+    async fn a_held_revision_opens_only_while_it_is_the_head() {
+        use shared::store::job_tables::JobTables;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("ws.db")).expect("open");
+        let ws = WsKey::new(Owner::user("acme", "ann"), "ws_1");
+        let write = |key: &str| TableWrite {
+            name: "t".into(),
+            owner: TableOwner::Workspace { kind: "t".into() },
+            columns: vec![Column::new("id", "text", false)],
+            key_column: "id".into(),
+            rows: vec![(key.into(), json!({"id": key}).as_object().cloned().unwrap_or_default())],
+        };
+        let r1 = store.commit(&ws, 0, Commit { id: "c1".into(), upserts: vec![write("a")], ..Commit::default() }).await;
+        let r1 = r1.expect("commit");
+        store.hold_revision(&ws, "lease", r1, u64::MAX).await.expect("hold is a no-op");
+        assert!(store.snapshot_at(&ws, r1).await.expect("snapshot_at").is_some());
+        store
+            .commit(&ws, r1, Commit { id: "c2".into(), upserts: vec![write("b")], ..Commit::default() })
+            .await
+            .expect("c2");
+        assert!(store.snapshot_at(&ws, r1).await.expect("snapshot_at").is_none(), "held or not, it is gone");
     }
 
     #[tokio::test]

@@ -91,6 +91,7 @@ mod layout;
 mod plan;
 mod read;
 mod setup;
+mod staging;
 
 pub use compact::CompactionReport;
 pub use layout::LAYOUT_VERSION;

@@ -103,7 +103,12 @@ pub(super) fn ensure_layout(conn: &mut Connection, path: &Path) -> StoreResult<(
 }
 
 /// `CREATE ... IF NOT EXISTS` batches of the tables that came after layout 2, run on every open.
-const ADDED_SCHEMAS: &[&str] = &[super::jobs::JOBS_SCHEMA];
+const ADDED_SCHEMAS: &[&str] = &[
+    // Job records (`jobs.rs`).
+    super::jobs::JOBS_SCHEMA,
+    // Staged rows of import jobs (`staging.rs`).
+    super::staging::STAGING_SCHEMA,
+];
 
 /// Files made before table owners were recorded lack the column: add it (NULL for old tables).
 fn add_owner_column(conn: &Connection) -> StoreResult<()> {

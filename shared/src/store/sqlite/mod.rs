@@ -16,6 +16,7 @@ use crate::tables::{Commit, WsKey};
 mod jobs;
 mod layout;
 mod snapshot;
+mod staging;
 mod write;
 
 pub use layout::LAYOUT_VERSION;

@@ -46,13 +46,17 @@ pub(super) fn delete_workspace(conn: &mut Connection, owner_key: &str, id: &str,
     }
     let rows = tx.execute("DELETE FROM ws_rows WHERE ws = ?1", params![ws]).map_err(from_sqlite)?;
     tx.execute("DELETE FROM ws_tables WHERE ws = ?1", params![ws]).map_err(from_sqlite)?;
+    // Open stagings can never land now, even once the workspace exists again.
+    tx.execute("UPDATE ws_stagings SET overtaken = 1 WHERE ws = ?1 AND finished IS NULL", params![ws])
+        .map_err(from_sqlite)?;
+    tx.execute("DELETE FROM ws_staged_rows WHERE ws = ?1", params![ws]).map_err(from_sqlite)?;
     let next = head(&tx, ws)? + 1;
     set_head(&tx, ws, next)?;
     tx.commit().map_err(from_sqlite)?;
     Ok(Some(rows as u64))
 }
 
-fn set_head(tx: &rusqlite::Transaction<'_>, ws: &str, rev: u64) -> StoreResult<()> {
+pub(super) fn set_head(tx: &rusqlite::Transaction<'_>, ws: &str, rev: u64) -> StoreResult<()> {
     let rev = i64::try_from(rev).map_err(|_| internal(format!("revision {rev} of {ws} is out of range")))?;
     tx.execute(
         "INSERT INTO ws_heads (ws, rev) VALUES (?1, ?2) ON CONFLICT (ws) DO UPDATE SET rev = excluded.rev",
