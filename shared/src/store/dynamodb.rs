@@ -415,17 +415,8 @@ impl Tables for DynamoStore {
         self.check_layout().await?;
         let ws_key = ws.key();
         let head = self.head(&ws_key).await?;
-        let mut catalog = self.catalog(&ws_key, &head, None).await?;
-        catalog.retain(|_, entry| !entry.state.dropped);
-        let metas = catalog.iter().map(|(name, entry)| entry.state.meta(name)).collect();
-        Ok(Box::new(DynamoSnapshot {
-            store: self.clone(),
-            cat_pk: head.gen.as_deref().map(|gen| layout::cat_pk(&ws_key, gen)),
-            rev: head.rev,
-            catalog,
-            metas,
-            resume: std::sync::Mutex::new(None),
-        }))
+        let catalog = self.catalog(&ws_key, &head, None).await?;
+        Ok(Box::new(DynamoSnapshot::new(self.clone(), &ws_key, head.gen.as_deref(), head.rev, catalog)))
     }
 
     async fn commit(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64> {
