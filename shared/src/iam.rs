@@ -117,6 +117,14 @@ ops! {
     Delete => "BundleStore::delete",
     CheckLayout => "DynamoStore::check_layout",
     Compact => "DynamoStore::compact_marked",
+    // What jobs need of the tables (`store::job_tables::JobTables`).
+    HoldRevision => "JobTables::hold_revision",
+    ReleaseRevision => "JobTables::release_revision",
+    SnapshotAt => "JobTables::snapshot_at",
+    BeginStaging => "JobTables::begin_staging",
+    StageRows => "JobTables::stage_rows",
+    FinishStaging => "JobTables::finish_staging",
+    AbortStaging => "JobTables::abort_staging",
 }
 
 /// A commit: the head, the touched tables' entries and the changed keys (GetItem, Query,
@@ -152,6 +160,29 @@ const COMPACT: &[Grant] = &[
     table("dynamodb:Query"),
     table("dynamodb:PutItem"),
     table("dynamodb:UpdateItem"),
+    table("dynamodb:BatchWriteItem"),
+];
+
+/// A staging's finish: its pointer, record, the head and the workspace (GetItem), the touched
+/// tables' entries and the staged keys when it counts them (Query), their rows in the current
+/// parts and the log of staged entries (BatchGetItem), its entries staged (BatchWriteItem), then
+/// the record kept alive (UpdateItem) and one TransactWriteItems: the head's, the record's and
+/// the pointer's Updates, the log's Put and the workspace's conditional Put.
+const FINISH_STAGING: &[Grant] = &[
+    table("dynamodb:GetItem"),
+    table("dynamodb:Query"),
+    table("dynamodb:BatchGetItem"),
+    table("dynamodb:BatchWriteItem"),
+    table("dynamodb:UpdateItem"),
+    table("dynamodb:PutItem"),
+];
+
+/// An abort: pointer and record (GetItem), both marked aborting (UpdateItem), the staged parts
+/// read (Query) and deleted in batches (BatchWriteItem).
+const ABORT_STAGING: &[Grant] = &[
+    table("dynamodb:GetItem"),
+    table("dynamodb:UpdateItem"),
+    table("dynamodb:Query"),
     table("dynamodb:BatchWriteItem"),
 ];
 
@@ -209,6 +240,25 @@ impl Op {
             // S3 leaves expiry to the bucket's lifecycle rule: no call.
             Op::Sweep => calls(&[]),
             Op::Delete => calls(const { &[bundles("s3:DeleteObject")] }),
+            // A lease item put, and deleted.
+            Op::HoldRevision => calls(const { &[table("dynamodb:PutItem")] }),
+            Op::ReleaseRevision => calls(const { &[table("dynamodb:DeleteItem")] }),
+            // As a snapshot: the head, the catalog, the log of staged entries.
+            Op::SnapshotAt => {
+                calls(const { &[table("dynamodb:GetItem"), table("dynamodb:Query"), table("dynamodb:BatchGetItem")] })
+            }
+            // Its pointer looked up and the head read, then the record and the pointer put.
+            Op::BeginStaging => calls(const { &[table("dynamodb:GetItem"), table("dynamodb:PutItem")] }),
+            // Pointer and record read, the record kept alive and told of oversized rows' blobs,
+            // which it writes, then the rows in batches.
+            Op::StageRows => Needs {
+                calls: const { &[table("dynamodb:GetItem"), table("dynamodb:UpdateItem"), table("dynamodb:BatchWriteItem")] },
+                implied: &[],
+                via: &[Op::PutBlob],
+            },
+            Op::FinishStaging => calls(FINISH_STAGING),
+            // Staged blobs go with the rows.
+            Op::AbortStaging => Needs { calls: ABORT_STAGING, implied: &[], via: &[Op::DeleteBlob] },
         }
     }
 
@@ -225,6 +275,13 @@ impl Op {
                 | Op::Commit
                 | Op::DeleteWorkspace
                 | Op::Compact
+                | Op::HoldRevision
+                | Op::ReleaseRevision
+                | Op::SnapshotAt
+                | Op::BeginStaging
+                | Op::StageRows
+                | Op::FinishStaging
+                | Op::AbortStaging
         )
     }
 
