@@ -131,6 +131,14 @@ ops! {
     SendJob => "JobQueue::send",
     ReceiveJobs => "QueueReceiver::receive",
     DeleteJobMessage => "QueueReceiver::delete",
+    // What jobs need of the tables (`store::job_tables::JobTables`).
+    HoldRevision => "JobTables::hold_revision",
+    ReleaseRevision => "JobTables::release_revision",
+    SnapshotAt => "JobTables::snapshot_at",
+    BeginStaging => "JobTables::begin_staging",
+    StageRows => "JobTables::stage_rows",
+    FinishStaging => "JobTables::finish_staging",
+    AbortStaging => "JobTables::abort_staging",
 }
 
 /// A commit: the head, the touched tables' entries and the changed keys (GetItem, Query,
@@ -166,6 +174,29 @@ const COMPACT: &[Grant] = &[
     table("dynamodb:Query"),
     table("dynamodb:PutItem"),
     table("dynamodb:UpdateItem"),
+    table("dynamodb:BatchWriteItem"),
+];
+
+/// A staging's finish: its pointer, record, the head and the workspace (GetItem), the touched
+/// tables' entries and the staged keys when it counts them (Query), their rows in the current
+/// parts and the log of staged entries (BatchGetItem), its entries staged (BatchWriteItem), then
+/// the record kept alive (UpdateItem) and one TransactWriteItems: the head's, the record's and
+/// the pointer's Updates, the log's Put and the workspace's conditional Put.
+const FINISH_STAGING: &[Grant] = &[
+    table("dynamodb:GetItem"),
+    table("dynamodb:Query"),
+    table("dynamodb:BatchGetItem"),
+    table("dynamodb:BatchWriteItem"),
+    table("dynamodb:UpdateItem"),
+    table("dynamodb:PutItem"),
+];
+
+/// An abort: pointer and record (GetItem), both marked aborting (UpdateItem), the staged parts
+/// read (Query) and deleted in batches (BatchWriteItem).
+const ABORT_STAGING: &[Grant] = &[
+    table("dynamodb:GetItem"),
+    table("dynamodb:UpdateItem"),
+    table("dynamodb:Query"),
     table("dynamodb:BatchWriteItem"),
 ];
 
@@ -236,6 +267,25 @@ impl Op {
             Op::SendJob => calls(const { &[queue("sqs:SendMessage")] }),
             Op::ReceiveJobs => calls(const { &[queue("sqs:ReceiveMessage")] }),
             Op::DeleteJobMessage => calls(const { &[queue("sqs:DeleteMessage")] }),
+            // A lease item put, and deleted.
+            Op::HoldRevision => calls(const { &[table("dynamodb:PutItem")] }),
+            Op::ReleaseRevision => calls(const { &[table("dynamodb:DeleteItem")] }),
+            // As a snapshot: the head, the catalog, the log of staged entries.
+            Op::SnapshotAt => {
+                calls(const { &[table("dynamodb:GetItem"), table("dynamodb:Query"), table("dynamodb:BatchGetItem")] })
+            }
+            // Its pointer looked up and the head read, then the record and the pointer put.
+            Op::BeginStaging => calls(const { &[table("dynamodb:GetItem"), table("dynamodb:PutItem")] }),
+            // Pointer and record read, the record kept alive and told of oversized rows' blobs,
+            // which it writes, then the rows in batches.
+            Op::StageRows => Needs {
+                calls: const { &[table("dynamodb:GetItem"), table("dynamodb:UpdateItem"), table("dynamodb:BatchWriteItem")] },
+                implied: &[],
+                via: &[Op::PutBlob],
+            },
+            Op::FinishStaging => calls(FINISH_STAGING),
+            // Staged blobs go with the rows.
+            Op::AbortStaging => Needs { calls: ABORT_STAGING, implied: &[], via: &[Op::DeleteBlob] },
         }
     }
 
@@ -256,6 +306,13 @@ impl Op {
                 | Op::GetJob
                 | Op::ListJobs
                 | Op::UpdateJob
+                | Op::HoldRevision
+                | Op::ReleaseRevision
+                | Op::SnapshotAt
+                | Op::BeginStaging
+                | Op::StageRows
+                | Op::FinishStaging
+                | Op::AbortStaging
         )
     }
 

@@ -12,6 +12,7 @@ use blackbox_tests::{aws_endpoint, dynamodb_client, unique_table};
 use serde_json::{json, Map};
 use shared::model::{Owner, Scope, WorkspaceDraft};
 use shared::store::dynamodb::DynamoStore;
+use shared::store::job_tables::{JobTables, StagedFinish, StagedTable, STAGING_IDLE_SECS};
 use shared::store::{Faults, Snapshot, StoreError, Tables, Workspaces, SNAPSHOT_GRACE_SECS};
 use shared::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
 
@@ -428,6 +429,124 @@ async fn large_rows_live_in_blobs_and_survive_compaction() {
     let report = store.compact_workspace_at(&f.ws.key(), later() + 2 * SNAPSHOT_GRACE_SECS).await.expect("compact");
     assert_eq!(report.commits_aborted, 1, "{report:?}");
     assert_eq!(blobs.len(), 1, "and is gone with the aborted commit");
+}
+
+/// A staged table as `write` makes them.
+fn staged(table: &str, new_keys: u64) -> StagedTable {
+    let w = write(table, []);
+    StagedTable { name: w.name, owner: w.owner, columns: w.columns, key_column: w.key_column, new_keys }
+}
+
+fn staged_rows(prefix: &str, range: std::ops::Range<usize>, v: &str) -> Vec<(String, Row)> {
+    rows(prefix, range, v).into_iter().map(|(k, v)| (k.clone(), row(&k, &v))).collect()
+}
+
+impl Fixture {
+    /// What is there once compaction has settled (two runs past the grace period).
+    async fn settled(&self) -> Vec<String> {
+        self.store.compact_workspace_at(&self.ws.key(), later()).await.expect("compact");
+        self.store.compact_workspace_at(&self.ws.key(), later() + SNAPSHOT_GRACE_SECS).await.expect("compact");
+        self.items_of_workspace().await
+    }
+
+    /// Every item of the workspace but staging `id`'s pointer (which stays, to answer a finish).
+    async fn items_but_pointer(&self, id: &str) -> Vec<String> {
+        let pointer = format!("{} staging#{id}", self.ws.key());
+        self.items_of_workspace().await.into_iter().filter(|i| *i != pointer).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_held_revision_reads_exactly_after_commits_and_compaction() {
+    let Some(f) = fresh("held").await else { return };
+    f.commit(commit("seed", vec![write("t", rows("k", 0..100, "a"))])).await;
+    let held = f.rev().await;
+    let expected = Fixture::all(&*f.snapshot().await, "t").await;
+    f.store.hold_revision(&f.ws, "job_1", held, now() + 3600).await.expect("hold");
+    f.commit(commit("after", vec![write("t", rows("k", 0..10, "b"))])).await;
+    f.commit(commit("more", vec![write("t", rows("k", 50..60, "c")), write("u", rows("u", 0..5, "u"))])).await;
+    // A grace period of one second, passed: only the lease keeps the held revision's layers.
+    let compactor = f.store.clone().with_grace_secs(1);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    for _ in 0..2 {
+        let report = compactor.compact_workspace(&f.ws.key()).await.expect("compact");
+        assert_eq!(report.tables_folded, 0, "the leased revision's layers stay: {report:?}");
+    }
+    let old = f.store.snapshot_at(&f.ws, held).await.expect("snapshot_at").expect("the held revision opens");
+    assert_eq!(old.revision(), held);
+    assert_eq!(old.tables().iter().map(|t| (t.name.as_str(), t.row_count)).collect::<Vec<_>>(), [("t", 100)]);
+    assert_eq!(Fixture::all(&*old, "t").await, expected, "exactly the held revision's rows");
+    f.store.release_revision(&f.ws, "job_1").await.expect("release");
+    let report = compactor.compact_workspace(&f.ws.key()).await.expect("compact");
+    assert_eq!(report.tables_folded, 1, "released, the layers fold: {report:?}");
+}
+
+#[tokio::test]
+async fn compaction_leaves_a_live_staging_alone() {
+    let Some(f) = fresh("live").await else { return };
+    f.commit(commit("seed", vec![write("t", rows("k", 0..10, "a"))])).await;
+    let base = f.rev().await;
+    f.store.begin_staging(&f.ws, "job_1", &[("t".into(), 20)]).await.expect("begin");
+    f.store.stage_rows(&f.ws, "job_1", "t", staged_rows("x", 0..20, "x")).await.expect("stage");
+    // Past the grace period (a plain staged commit would be aborted), within the idle limit.
+    let report = f.store.compact_workspace_at(&f.ws.key(), later()).await.expect("compact");
+    assert_eq!(report.commits_aborted, 0, "{report:?}");
+    assert!(later() < now() + STAGING_IDLE_SECS);
+    let finish = StagedFinish { base_revision: base, create_workspace: None, tables: vec![staged("t", 20)] };
+    let rev = f.store.finish_staging(&f.ws, "job_1", finish).await.expect("finish");
+    let snap = f.snapshot().await;
+    assert_eq!((snap.revision(), snap.table("t").map(|t| t.row_count)), (rev, Some(30)));
+    assert_eq!(Fixture::all(&*snap, "t").await.len(), 30);
+}
+
+#[tokio::test]
+async fn compaction_aborts_a_staging_idle_past_the_limit() {
+    let Some(f) = fresh("idle").await else { return };
+    let blobs = Arc::new(MemBlobs::default());
+    let store = f.store.clone().with_blobs(blobs.clone());
+    f.commit(commit("seed", vec![write("t", rows("k", 0..10, "a"))])).await;
+    let settled = f.settled().await;
+    store.begin_staging(&f.ws, "job_1", &[("t".into(), 20)]).await.expect("begin");
+    let mut piece = staged_rows("x", 0..20, "x");
+    piece.push(("big".into(), row("big", &"x".repeat(400_000))));
+    store.stage_rows(&f.ws, "job_1", "t", piece).await.expect("stage");
+    assert_eq!(blobs.len(), 1);
+    assert!(f.items_of_workspace().await.len() > settled.len() + 20);
+
+    let idle = now() + STAGING_IDLE_SECS + SNAPSHOT_GRACE_SECS + 5;
+    let report = store.compact_workspace_at(&f.ws.key(), idle).await.expect("compact");
+    assert_eq!(report.commits_aborted, 1, "{report:?}");
+    assert_eq!(blobs.len(), 0, "its blob went with it");
+    assert_eq!(f.items_but_pointer("job_1").await, settled, "its record, parts and rows are gone");
+    let finish = StagedFinish { base_revision: 0, create_workspace: None, tables: vec![staged("t", 21)] };
+    let got = store.finish_staging(&f.ws, "job_1", finish).await;
+    assert!(matches!(got, Err(StoreError::Conflict(_))), "{got:?}");
+    let got = store.stage_rows(&f.ws, "job_1", "t", staged_rows("y", 0..1, "y")).await;
+    assert!(matches!(got, Err(StoreError::Conflict(_))), "{got:?}");
+    assert_eq!(f.snapshot().await.table("t").map(|t| t.row_count), Some(10));
+}
+
+#[tokio::test]
+async fn an_aborted_staging_is_removed_at_once() {
+    let Some(f) = fresh("abort").await else { return };
+    let blobs = Arc::new(MemBlobs::default());
+    let store = f.store.clone().with_blobs(blobs.clone());
+    f.commit(commit("seed", vec![write("t", rows("k", 0..10, "a"))])).await;
+    let settled = f.settled().await;
+    store.begin_staging(&f.ws, "job_1", &[("t".into(), 1500), ("n".into(), 5)]).await.expect("begin");
+    let mut piece = staged_rows("x", 0..1500, "x");
+    piece.push(("big".into(), row("big", &"x".repeat(400_000))));
+    store.stage_rows(&f.ws, "job_1", "t", piece).await.expect("stage");
+    store.stage_rows(&f.ws, "job_1", "n", staged_rows("n", 0..5, "n")).await.expect("stage");
+    store.abort_staging(&f.ws, "job_1").await.expect("abort");
+    assert_eq!(blobs.len(), 0);
+    let left = f.items_but_pointer("job_1").await;
+    let record = format!("{}#g#1 txn#job.job_1", f.ws.key());
+    assert_eq!(left.iter().filter(|i| **i != record).cloned().collect::<Vec<_>>(), settled, "rows gone at once");
+    // The record, kept as aborting, goes a grace period after the abort.
+    let report = store.compact_workspace_at(&f.ws.key(), later()).await.expect("compact");
+    assert_eq!(report.commits_aborted, 1, "{report:?}");
+    assert_eq!(f.items_but_pointer("job_1").await, settled);
 }
 
 /// Blobs in memory.

@@ -34,6 +34,7 @@ use shared::queue::sqs::SqsQueue;
 use shared::queue::{JobMessage, JobQueue, JobTask, QueueReceiver};
 use shared::store::dynamodb::DynamoStore;
 use shared::store::jobs::{new_job_id, JobKind, JobRecord, JobState, Jobs, Progress};
+use shared::store::job_tables::{JobTables, StagedFinish, StagedTable};
 use shared::store::{Blobs, Faults, Tables, Workspaces};
 use shared::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
 
@@ -345,6 +346,45 @@ async fn every_dynamodb_store_call_is_declared_for_its_operation() {
     // Without tables (no head yet): the delete puts one, so no commit based on nothing lands.
     assert_eq!(c.run(Op::DeleteWorkspace, store.delete_workspace(&owner, "ws_a")).await.expect("delete"), Some(0));
     c.check(&["Workspaces::", "Tables::", "Snapshot::", "DynamoStore::"]);
+}
+
+#[tokio::test]
+async fn every_job_tables_call_is_declared_for_its_operation() {
+    let Some(mut f) = fixture("jobs").await else { return };
+    let (store, c) = (&f.store, &mut f.calls);
+    store.check_layout().await.expect("layout");
+    let ws = WsKey::new(Owner::user("acme", "ann"), "ws_j");
+    let big = 400_000;
+    let rows = |c: Commit| c.upserts.into_iter().flat_map(|t| t.rows).collect::<Vec<_>>();
+    let table = StagedTable {
+        name: "t".into(),
+        owner: TableOwner::Workspace { kind: "t".into() },
+        columns: vec![Column::new("k", "text", false), Column::new("v", "text", true)],
+        key_column: "k".into(),
+        new_keys: 2,
+    };
+    let finish = StagedFinish { base_revision: 0, create_workspace: Some(draft("ws_j")), tables: vec![table] };
+
+    c.run(Op::BeginStaging, store.begin_staging(&ws, "job_1", &[("t".into(), 2)])).await.expect("begin");
+    // An oversized row: named in the record, then its blob written.
+    let staged = rows(commit("x", None, &[("k2", 10), ("k3", big)]));
+    c.run(Op::StageRows, store.stage_rows(&ws, "job_1", "t", staged)).await.expect("stage");
+    // The head moved since the job's base: the finish counts the staged keys against the table.
+    store.commit(&ws, 0, commit("c1", None, &[("k1", 10)])).await.expect("c1");
+    let rev = c.run(Op::FinishStaging, store.finish_staging(&ws, "job_1", finish)).await.expect("finish");
+    // Its entry is a staged one: the snapshot reads the log too.
+    let snap = c.run(Op::SnapshotAt, store.snapshot_at(&ws, rev)).await.expect("snapshot_at");
+    assert_eq!(snap.expect("the current revision").tables()[0].row_count, 3);
+    let until = shared::bundles::now_unix() + 600;
+    c.run(Op::HoldRevision, store.hold_revision(&ws, "lease_1", rev, until.try_into().unwrap_or(0)))
+        .await
+        .expect("hold");
+    c.run(Op::ReleaseRevision, store.release_revision(&ws, "lease_1")).await.expect("release");
+
+    store.begin_staging(&ws, "job_2", &[("t".into(), 1)]).await.expect("begin");
+    store.stage_rows(&ws, "job_2", "t", rows(commit("y", None, &[("k4", big)]))).await.expect("stage");
+    c.run(Op::AbortStaging, store.abort_staging(&ws, "job_2")).await.expect("abort");
+    c.check(&["JobTables::"]);
 }
 
 #[tokio::test]

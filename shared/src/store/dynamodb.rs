@@ -4,7 +4,8 @@
 //!   its `version` (N) is checked and bumped by the save's one UpdateItem (see `VersionCheck`);
 //! - GSI `by_updated`: `GSI1PK = <owner key>#ws`, `GSI1SK = Workspace::list_key()`, projection
 //!   ALL; heads marked for compaction are in it too (`GSI1PK = compact#<0..15>`, `GSI1SK = W`);
-//! - TTL attribute `expires_at` (epoch seconds), on pending commit records and leases only;
+//! - TTL attribute `expires_at` (epoch seconds), on pending commit records, leases and staging
+//!   pointers only;
 //! - item `PK = SK = layout` records the storage layout ([`LAYOUT_VERSION`]); a store finding
 //!   another refuses every call with a message saying so (checked on first use, not at init).
 //!
@@ -26,8 +27,11 @@
 //!   `del` (a tombstone). A part has clamp(⌈items / 1000⌉, 1, 64) shards by sha256 of the key;
 //! - log `PK = W#g#G`, `SK = log#<rev>`: which staged commit made `rev` (`txn`, `at`);
 //! - commit record `PK = W#g#G`, `SK = txn#<txn>`: a staged commit's `state` (`pending` →
-//!   `committed`, or `aborting`), the parts it writes, `created`;
-//! - lease `PK = W`, `SK = lease#<id>`: `rev` held against compaction until `expires`.
+//!   `committed` with its `rev`, or `aborting`), the parts it writes, `created`; a job's staging
+//!   (txn `job.<id>`, staging.rs) also has `touched`, its last write;
+//! - lease `PK = W`, `SK = lease#<id>`: `rev` held against compaction until `expires`;
+//! - staging pointer `PK = W`, `SK = staging#<id>`: the generation a job's staging writes into,
+//!   its `state` and, once finished, its `rev`.
 //!
 //! A commit's `txn` is `<commit id>.<base revision>`: a retry after a crash, from the same base,
 //! rewrites the same items; a retry after success has a new base, so new items.
@@ -54,6 +58,10 @@
 //!    only layers visible for [`SNAPSHOT_GRACE_SECS`] (and not held by a lease), publishes the
 //!    fold as a commit, and deletes entries and parts only once superseded at that floor.
 //! 6. Every part has its own blobs, so deleting one part never breaks another.
+//! 7. A job's staging is a staged commit whose rows arrive over many calls: invisible until its
+//!    finish flips head, log, record and pointer in one transaction (on top of the head as it is
+//!    then: a moved head is read again, never a conflict; another generation is a delete, a
+//!    conflict). Compaction aborts it only once idle for `STAGING_IDLE_SECS`.
 //!
 //! Round trips: `snapshot` 1 GetItem + ⌈catalog / 1 MB⌉ Query (+ 1 BatchGetItem when staged
 //! entries need their log). A page of `read_rows` is one Query per shard of every part (in
@@ -416,17 +424,8 @@ impl Tables for DynamoStore {
         self.check_layout().await?;
         let ws_key = ws.key();
         let head = self.head(&ws_key).await?;
-        let mut catalog = self.catalog(&ws_key, &head, None).await?;
-        catalog.retain(|_, entry| !entry.state.dropped);
-        let metas = catalog.iter().map(|(name, entry)| entry.state.meta(name)).collect();
-        Ok(Box::new(DynamoSnapshot {
-            store: self.clone(),
-            cat_pk: head.gen.as_deref().map(|gen| layout::cat_pk(&ws_key, gen)),
-            rev: head.rev,
-            catalog,
-            metas,
-            resume: std::sync::Mutex::new(None),
-        }))
+        let catalog = self.catalog(&ws_key, &head, None).await?;
+        Ok(Box::new(DynamoSnapshot::new(self.clone(), &ws_key, head.gen.as_deref(), head.rev, catalog)))
     }
 
     async fn commit(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64> {

@@ -19,6 +19,7 @@ use super::layout::{
 use super::plan::{plan, validate, TablePlan};
 use super::read::TableView;
 use super::{build_error, new_workspace_item, s, store_error, workspace_sk, DynamoStore, Item, TTL_ATTRIBUTE};
+use crate::model::WorkspaceDraft;
 use crate::store::{StoreError, StoreResult};
 use crate::tables::{Commit, WsKey};
 
@@ -36,7 +37,7 @@ pub(super) const COMMITTED: &str = "committed";
 pub(super) const ABORTING: &str = "aborting";
 
 /// One table's layer, ready to write.
-struct LayerWrite {
+pub(super) struct LayerWrite {
     table: String,
     part: Part,
     items: Vec<(String, RowData)>,
@@ -118,7 +119,7 @@ impl DynamoStore {
                 items.push(self.put(entry.item(&cat)?, None)?);
             }
             items.push(self.head_update(&ctx)?);
-            items.extend(self.workspace_op(&ctx, &commit)?);
+            items.extend(self.workspace_op(&ctx, commit.create_workspace.as_ref())?);
             self.client
                 .transact_write_items()
                 .set_transact_items(Some(items))
@@ -222,6 +223,23 @@ impl DynamoStore {
             }
         }
         self.stage(ctx.cat, &layers, &entries, fault).await?;
+        // Lost the race (`Conflict`): nothing of it is visible. What it staged stays behind its
+        // pending record until compaction aborts it past the grace period (a retry has another
+        // base, so it stages afresh rather than reusing it).
+        self.flip(ctx, txn, commit.create_workspace.as_ref(), Vec::new()).await
+    }
+
+    /// Makes a staged commit visible: moves the head, writes the log naming `txn` as the maker of
+    /// `ctx.rev` and marks its record committed at that revision (on condition it is still
+    /// pending), creates the workspace when asked and absent, and writes `extra`, all in one
+    /// transaction conditional on the head being where `ctx` found it.
+    pub(super) async fn flip(
+        &self,
+        ctx: &CommitContext<'_>,
+        txn: &str,
+        create: Option<&WorkspaceDraft>,
+        extra: Vec<TransactWriteItem>,
+    ) -> StoreResult<u64> {
         let mut items = vec![self.head_update(ctx)?];
         let log = Put::builder()
             .table_name(&self.table)
@@ -234,30 +252,29 @@ impl DynamoStore {
             .table_name(&self.table)
             .key("PK", s(ctx.cat))
             .key("SK", s(record_sk(txn)))
-            .update_expression("SET #state = :committed, #at = :now")
+            .update_expression("SET #state = :committed, #at = :now, #rev = :rev")
             .condition_expression("#state = :pending")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#at", "at")
+            .expression_attribute_names("#rev", "rev")
             .expression_attribute_values(":committed", s(COMMITTED))
             .expression_attribute_values(":pending", s(PENDING))
-            .expression_attribute_values(":now", n(ctx.now));
+            .expression_attribute_values(":now", n(ctx.now))
+            .expression_attribute_values(":rev", n(ctx.rev));
         items.push(TransactWriteItem::builder().update(record.build().map_err(build_error)?).build());
-        items.extend(self.workspace_op(ctx, commit)?);
-        let flipped = self
-            .client
+        items.extend(self.workspace_op(ctx, create)?);
+        items.extend(extra);
+        self.client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
             .await
-            .map_err(|e| transaction_error(e, CHANGED));
-        // Lost the race (`Conflict`): nothing of it is visible. What it staged stays behind its
-        // pending record until compaction aborts it past the grace period (a retry has another
-        // base, so it stages afresh rather than reusing it).
-        flipped.map(|_| ctx.rev)
+            .map_err(|e| transaction_error(e, CHANGED))?;
+        Ok(ctx.rev)
     }
 
     /// Writes the layers' rows and the entries; with a fault set, stops after that many rows.
-    async fn stage(
+    pub(super) async fn stage(
         &self,
         cat: &str,
         layers: &[LayerWrite],
@@ -355,7 +372,7 @@ impl DynamoStore {
 
     /// The head's move to `rev`, on condition it is still where the commit started; marks the
     /// workspace for compaction.
-    fn head_update(&self, ctx: &CommitContext<'_>) -> StoreResult<TransactWriteItem> {
+    pub(super) fn head_update(&self, ctx: &CommitContext<'_>) -> StoreResult<TransactWriteItem> {
         let update = Update::builder()
             .table_name(&self.table)
             .key("PK", s(ctx.ws_key))
@@ -382,8 +399,12 @@ impl DynamoStore {
     /// Creates the workspace when the commit may and it does not exist (conditional on its
     /// absence, so a race with its creation fails). Nothing else is needed: a delete racing the
     /// commit moves the head, which fails the commit's condition.
-    fn workspace_op(&self, ctx: &CommitContext<'_>, commit: &Commit) -> StoreResult<Option<TransactWriteItem>> {
-        let (Some(draft), false) = (&commit.create_workspace, ctx.workspace_exists) else { return Ok(None) };
+    fn workspace_op(
+        &self,
+        ctx: &CommitContext<'_>,
+        create: Option<&WorkspaceDraft>,
+    ) -> StoreResult<Option<TransactWriteItem>> {
+        let (Some(draft), false) = (create, ctx.workspace_exists) else { return Ok(None) };
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(new_workspace_item(&ctx.ws.owner, draft)?))
@@ -402,15 +423,16 @@ impl DynamoStore {
 }
 
 /// What every step of one commit needs to know.
-struct CommitContext<'a> {
-    ws: &'a WsKey,
-    ws_key: &'a str,
-    cat: &'a str,
-    head: &'a Head,
-    gen: &'a str,
-    rev: u64,
-    now: u64,
-    workspace_exists: bool,
+pub(super) struct CommitContext<'a> {
+    pub ws: &'a WsKey,
+    pub ws_key: &'a str,
+    pub cat: &'a str,
+    /// The head as read: the flip is conditional on it.
+    pub head: &'a Head,
+    pub gen: &'a str,
+    pub rev: u64,
+    pub now: u64,
+    pub workspace_exists: bool,
 }
 
 fn data_len(data: &RowData) -> usize {

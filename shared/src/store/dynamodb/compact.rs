@@ -25,6 +25,7 @@ use super::layout::{
 };
 use super::read::TableView;
 use super::{build_error, s, store_error, DynamoStore, Item, GSI_BY_UPDATED};
+use crate::store::job_tables::STAGING_IDLE_SECS;
 use crate::store::{StoreError, StoreResult};
 
 /// Rows per page while folding or deleting.
@@ -78,6 +79,8 @@ struct Record {
     parts: Vec<(String, Part)>,
     /// Oversized rows' blobs it writes (before their items, so a crash may leave a blob alone).
     blobs: Vec<String>,
+    /// A job's staging (`staging.rs`): its last write.
+    touched: Option<u64>,
 }
 
 impl DynamoStore {
@@ -173,9 +176,12 @@ impl DynamoStore {
         // Staged commits that never finished, and records of finished ones.
         let mut pending: HashSet<&str> = HashSet::new();
         for record in &generation.records {
-            let old = record.created <= horizon;
+            // A job's staging lives while written to: aborted once idle for STAGING_IDLE_SECS,
+            // swept a grace period after its last write.
+            let old = record.created.max(record.touched.unwrap_or(0)) <= horizon;
+            let idle = record.touched.is_none_or(|t| t <= now.saturating_sub(STAGING_IDLE_SECS));
             let abandoned = match record.state.as_str() {
-                PENDING if old => self.mark_aborting(&cat, &record.txn).await?,
+                PENDING if old && idle => self.mark_aborting(&cat, &record.txn).await?,
                 ABORTING => old,
                 COMMITTED => {
                     if record.at.unwrap_or(record.created) <= horizon {
@@ -343,10 +349,13 @@ impl DynamoStore {
                         .map_err(|e| StoreError::Internal(format!("malformed commit record {sk}: {e}")))?,
                     None => Vec::new(),
                 };
-                let blobs = match text(item, "blobs") {
-                    Some(json) => serde_json::from_str(json)
+                // A JSON list (a commit's, written at once) or a string set (a staging's, added to).
+                let blobs = match item.get("blobs") {
+                    Some(AttributeValue::S(json)) => serde_json::from_str(json)
                         .map_err(|e| StoreError::Internal(format!("malformed commit record {sk}: {e}")))?,
+                    Some(AttributeValue::Ss(set)) => set.clone(),
                     None => Vec::new(),
+                    Some(_) => return Err(StoreError::Internal(format!("malformed commit record {sk}: 'blobs'"))),
                 };
                 generation.records.push(Record {
                     blobs,
@@ -355,6 +364,7 @@ impl DynamoStore {
                     created: number(item, "created").unwrap_or(0),
                     at: number(item, "at"),
                     parts,
+                    touched: number(item, "touched"),
                 });
             }
         }
@@ -440,7 +450,7 @@ impl DynamoStore {
 
     /// Deletes every row item of a part (and its blobs first, so none is orphaned); returns how
     /// many went.
-    async fn delete_part(&self, cat: &str, table: &str, part: &Part) -> StoreResult<u64> {
+    pub(super) async fn delete_part(&self, cat: &str, table: &str, part: &Part) -> StoreResult<u64> {
         let mut writer = Writer::new(self);
         let mut deleted = 0u64;
         for shard in 0..part.shards.max(1) {

@@ -32,6 +32,21 @@ pub struct DynamoSnapshot {
 }
 
 impl DynamoSnapshot {
+    /// A snapshot of revision `rev` of generation `gen` (`None`: no tables) from its catalog,
+    /// dropped tables left out.
+    pub(super) fn new(store: DynamoStore, ws_key: &str, gen: Option<&str>, rev: u64, mut catalog: Catalog) -> Self {
+        catalog.retain(|_, entry| !entry.state.dropped);
+        let metas = catalog.iter().map(|(name, entry)| entry.state.meta(name)).collect();
+        DynamoSnapshot {
+            store,
+            cat_pk: gen.map(|gen| super::layout::cat_pk(ws_key, gen)),
+            rev,
+            catalog,
+            metas,
+            resume: std::sync::Mutex::new(None),
+        }
+    }
+
     fn view<'a>(&'a self, table: &'a str) -> Option<TableView<'a>> {
         let entry = self.catalog.get(table)?;
         Some(TableView { store: &self.store, cat_pk: self.cat_pk.as_deref()?, table, parts: entry.state.parts() })
