@@ -117,6 +117,9 @@ ops! {
     Delete => "BundleStore::delete",
     CheckLayout => "DynamoStore::check_layout",
     Compact => "DynamoStore::compact_marked",
+
+    // The streaming import (`api::import`): one piece of a staged bundle at a time.
+    ReadRange => "BundleStore::read_range",
 }
 
 /// A commit: the head, the touched tables' entries and the changed keys (GetItem, Query,
@@ -209,6 +212,10 @@ impl Op {
             // S3 leaves expiry to the bucket's lifecycle rule: no call.
             Op::Sweep => calls(&[]),
             Op::Delete => calls(const { &[bundles("s3:DeleteObject")] }),
+            // A ranged GetObject; an object gone meanwhile must read as absent, not as a 403.
+            Op::ReadRange => {
+                Needs { calls: const { &[bundles("s3:GetObject")] }, implied: &[MISSING_IS_404], via: &[] }
+            }
         }
     }
 

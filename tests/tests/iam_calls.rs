@@ -367,6 +367,8 @@ async fn every_s3_bundle_call_is_declared_for_its_operation() {
         Ok::<_, shared::store::StoreError>((size, read))
     };
     assert_eq!(c.run(Op::OpenStream, stream).await.expect("stream"), (10, 10));
+    assert_eq!(c.run(Op::ReadRange, b.read_range(&key("small"), 2, 5)).await.expect("range"), b"xxx".to_vec());
+    assert!(c.run(Op::ReadRange, b.read_range(&key("missing"), 0, 5)).await.is_err(), "a range of a missing object");
     assert_eq!(c.run(Op::Head, b.head(&key("big"))).await.expect("head"), Some(multipart as u64));
     assert_eq!(c.run(Op::Head, b.head(&key("missing"))).await.expect("head missing"), None);
     let expires = shared::bundles::now_unix() + 600;

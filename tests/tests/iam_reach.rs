@@ -144,6 +144,10 @@ impl BundleStore for RecordingBundles {
         self.log.push(Op::OpenStream, Some(key));
         self.inner.open_stream(key).await
     }
+    async fn read_range(&self, key: &str, start: u64, end: u64) -> StoreResult<Vec<u8>> {
+        self.log.push(Op::ReadRange, Some(key));
+        self.inner.read_range(key, start, end).await
+    }
     async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
         self.log.push(Op::Head, Some(key));
         self.inner.head(key).await
