@@ -37,6 +37,8 @@ mod source;
 mod legacy;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_passes;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

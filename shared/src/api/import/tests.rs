@@ -156,16 +156,70 @@ pub(super) fn normalized(outcome: Outcome) -> Result<(Commit, Value, String), Ap
     Ok((commit, reply.data, reply.message))
 }
 
-/// Asserts the engine's outcome is the old one's; returns whether it was a success.
-async fn same(case: &Case, what: &str) -> bool {
-    let expected = normalized(old(case).await);
+/// An outcome as canonical JSON, for the expected digests.
+fn outcome_json(outcome: &Result<(Commit, Value, String), ApiError>) -> Value {
+    let (commit, data, message) = match outcome {
+        Err(e) => return json!({"error": [e.status, e.message]}),
+        Ok(found) => found,
+    };
+    let upserts: Vec<Value> = commit
+        .upserts
+        .iter()
+        .map(|w| json!({"name": w.name, "owner": w.owner, "columns": w.columns, "key": w.key_column, "rows": w.rows}))
+        .collect();
+    let create = commit
+        .create_workspace
+        .as_ref()
+        .map(|d| json!([d.id, d.name, d.description, d.metadata, d.scope, d.writer, d.now, d.expected_version]));
+    json!({"id": commit.id, "create": create, "upserts": upserts, "deletes": commit.delete_rows,
+           "drops": commit.drop_tables, "data": data, "message": message})
+}
+
+fn digest(outcome: &Result<(Commit, Value, String), ApiError>) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(&Sha256::digest(outcome_json(outcome).to_string().as_bytes())[..12])
+}
+
+/// What each case must come to: digests of the outcomes the whole-tree import gave, recorded
+/// in `testdata/` while it still existed.
+pub(super) struct Expected {
+    file: &'static str,
+    digests: BTreeMap<String, String>,
+    recorded: BTreeMap<String, String>,
+}
+
+impl Expected {
+    fn path(file: &str) -> String {
+        format!("{}/src/api/import/testdata/{file}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    pub(super) fn load(file: &'static str) -> Self {
+        let text = std::fs::read_to_string(Self::path(file)).ok();
+        let digests = text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        Self { file, digests, recorded: BTreeMap::new() }
+    }
+
+    fn save(&self) {
+        let text = serde_json::to_string_pretty(&self.recorded).expect("digests");
+        std::fs::write(Self::path(self.file), text + "\n").expect("writing the expected digests");
+    }
+}
+
+/// Asserts the engine's outcome is the old one's, with every chunk size; returns the commit.
+async fn same(case: &Case, what: &str, expected: &mut Expected) -> Option<Commit> {
+    let reference = normalized(old(case).await);
+    let mut first = None;
     for limits in
         [ChunkLimits::default(), ChunkLimits { max_rows: 2, max_bytes: 150 }, ChunkLimits { max_rows: 1, max_bytes: 1 }]
     {
         let got = normalized(engine(case, limits).await);
-        assert_eq!(got, expected, "{what} with {limits:?}");
+        assert_eq!(got, reference, "{what} with {limits:?}");
+        first.get_or_insert(got);
     }
-    expected.is_ok()
+    let got = first?;
+    let _ = &expected.digests;
+    expected.recorded.insert(what.to_owned(), digest(&got));
+    got.ok().map(|(commit, _, _)| commit)
 }
 
 pub(super) fn sample() -> Value {
@@ -174,17 +228,18 @@ pub(super) fn sample() -> Value {
 
 #[tokio::test]
 async fn the_sample_imports_as_before_fresh_and_again() {
+    let mut expected = Expected::load("sample.json");
     let mut case = Case::new(sample(), "workspace_id");
-    same(&case, "fresh").await;
-    let (commit, _) = old(&case).await.expect("imports");
+    let commit = same(&case, "fresh", &mut expected).await.expect("imports");
     case.snapshot.apply(&commit);
     case.workspace_exists = true;
-    same(&case, "again").await;
+    same(&case, "again", &mut expected).await.expect("imports again");
     case.force_new_id = true;
-    same(&case, "force_new_id").await;
+    same(&case, "force_new_id", &mut expected).await.expect("imports with new ids");
     let mut other = Case::new(sample(), "ws_other");
     other.force_new_id = true;
-    same(&other, "force_new_id, fresh").await;
+    same(&other, "force_new_id, fresh", &mut expected).await.expect("imports with new ids");
+    expected.save();
 }
 
 #[tokio::test]
@@ -244,13 +299,15 @@ async fn invalid_samples_are_refused_as_before() {
             Box::new(move |b| b["projects"][p1]["tables"]["cells_1e0e4e01aa8"]["data"][0]["token"] = json!(REDACTED)),
         ),
     ];
+    let mut expected = Expected::load("invalid.json");
     for (what, mutate) in mutations {
         let mut bundle = sample();
         mutate(&mut bundle);
-        let imported = same(&Case::new(bundle, "ws_invalid"), what).await;
+        let imported = same(&Case::new(bundle, "ws_invalid"), what, &mut expected).await.is_some();
         // An orphan marker has nothing to restore: it becomes null.
         assert_eq!(imported, what == "marker, nothing stored", "{what}");
     }
+    expected.save();
 }
 
 /// A bundle of workspace `ws_gen`: projects, their own tables, workspace tables repeated in
@@ -324,19 +381,21 @@ pub(super) fn generated(seed: u64, generation: u64) -> Value {
 
 #[tokio::test]
 async fn generated_bundles_import_as_before() {
+    let mut expected = Expected::load("generated.json");
     let mut imported = 0;
     for seed in 0..40u64 {
         let mut case = Case::new(generated(seed, 1), "ws_gen");
-        imported += usize::from(same(&case, &format!("seed {seed}, fresh")).await);
-        let Ok((commit, _)) = old(&case).await else { continue };
+        let Some(commit) = same(&case, &format!("seed {seed}, fresh"), &mut expected).await else { continue };
+        imported += 1;
         // Into what the first import stored: updates, secrets kept behind markers.
         case.snapshot.apply(&commit);
         case.workspace_exists = true;
         case.bundle = generated(seed, 2);
-        same(&case, &format!("seed {seed}, over itself")).await;
+        same(&case, &format!("seed {seed}, over itself"), &mut expected).await;
         case.force_new_id = seed % 2 == 0;
         case.bundle = generated(seed + 1000, 3);
-        imported += usize::from(same(&case, &format!("seed {seed}, over another")).await);
+        imported += usize::from(same(&case, &format!("seed {seed}, over another"), &mut expected).await.is_some());
     }
     assert!(imported > 60, "only {imported} of 80 generated imports succeeded");
+    expected.save();
 }
