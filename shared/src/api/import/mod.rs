@@ -34,8 +34,6 @@ mod scan;
 mod source;
 
 #[cfg(test)]
-mod legacy;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_passes;

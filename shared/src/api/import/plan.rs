@@ -15,7 +15,7 @@ use super::checks::{self, WorkspaceSeed};
 use super::index::{Entry, KeyIndex, DEAD};
 use super::parse::Group;
 use super::resolve::{candidate_project_ids, choose, classify_bundle, Classified, Verdict};
-use super::scan::{key_hash, too_many_rows, BundleScan, Data, RowCtx, RowsScan, Scanner, Stop};
+use super::scan::{key_hash, too_many_rows, BundleScan, Data, Recheck, RowsScan, Scanner, Stop};
 use super::source::BundleSource;
 use super::{ChunkLimits, ImportRequest};
 use crate::error::ApiError;
@@ -172,29 +172,24 @@ pub async fn plan(
             Verdict::Rescan(_) if rescanned => return Err(ApiError::internal("import: rows checked twice")),
             Verdict::Rescan(jobs) => {
                 rescanned = true;
-                let owned: Vec<(usize, u64, u64, String, String, Vec<Column>, bool)> = jobs
+                let (indexes, jobs): (Vec<usize>, Vec<Recheck>) = jobs
                     .into_iter()
-                    .filter_map(|(i, key, columns)| {
+                    .filter_map(|(i, key_column, columns)| {
                         let occ = bundle.occurrences.get(i)?;
                         let Data::Array { start, end } = occ.data else { return None };
-                        Some((i, start, end, occ.at.clone(), key, columns, occ.is_projects_name()))
+                        let projects_name = occ.is_projects_name();
+                        Some((i, Recheck { start, end, at: occ.at.clone(), key_column, columns, projects_name }))
                     })
-                    .collect();
+                    .unzip();
                 let reader = source.open().await?;
                 let (back, found) = blocking(move || {
-                    let ctxs: Vec<(u64, u64, RowCtx<'_>)> = owned
-                        .iter()
-                        .map(|(_, s, e, at, key, columns, projects_name)| {
-                            (*s, *e, RowCtx { at, columns, key_column: key, projects_name: *projects_name })
-                        })
-                        .collect();
-                    let found = scanner.rescan(reader, &ctxs);
-                    let indexes: Vec<usize> = owned.iter().map(|j| j.0).collect();
-                    (scanner, found.map(|rows| indexes.into_iter().zip(rows).collect::<Vec<_>>()))
+                    let found = scanner.rescan(reader, &jobs);
+                    (scanner, found)
                 })
                 .await?;
+                let found = indexes.into_iter().zip(found.map_err(|e| stop_error(e, &label))?);
                 scanner = back;
-                for (i, rows) in found.map_err(|e| stop_error(e, &label))? {
+                for (i, rows) in found {
                     install(&mut scanner, &mut bundle, i, rows);
                 }
             }

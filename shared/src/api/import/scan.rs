@@ -233,6 +233,16 @@ pub(super) struct RowCtx<'a> {
     pub projects_name: bool,
 }
 
+/// One table's `data` array (its bytes, `[` to `]`) to check again, and how.
+pub(super) struct Recheck {
+    pub start: u64,
+    pub end: u64,
+    pub at: String,
+    pub key_column: String,
+    pub columns: Vec<Column>,
+    pub projects_name: bool,
+}
+
 pub(super) struct Scanner {
     pub limits: ChunkLimits,
     /// Every checked row's key hash, table by table (see [`RowsScan::entries`]).
@@ -528,11 +538,18 @@ impl Scanner {
         Ok(out)
     }
 
-    /// The second read: for each `(start, end, ctx)` (in byte order), that array's rows checked.
-    pub fn rescan<R: Read>(&mut self, mut reader: R, jobs: &[(u64, u64, RowCtx<'_>)]) -> Res<Vec<RowsScan>> {
+    /// The second read: each job's array (in byte order) checked.
+    pub fn rescan<R: Read>(&mut self, mut reader: R, jobs: &[Recheck]) -> Res<Vec<RowsScan>> {
         let mut at = 0u64;
         let mut out = Vec::with_capacity(jobs.len());
-        for (start, end, ctx) in jobs {
+        for job in jobs {
+            let (start, end) = (&job.start, &job.end);
+            let ctx = RowCtx {
+                at: &job.at,
+                columns: &job.columns,
+                key_column: &job.key_column,
+                projects_name: job.projects_name,
+            };
             let skip = start.saturating_sub(at);
             let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())
                 .map_err(|e| Stop::Json(ReaderError::IoError { error: e, location: unknown_position() }))?;
@@ -543,7 +560,7 @@ impl Scanner {
             let mut ignored = Vec::new();
             {
                 let mut r = JsonStreamReader::new_custom(&mut piece, settings());
-                out.push(self.rows(&mut r, *start, ctx, &mut ignored)?);
+                out.push(self.rows(&mut r, *start, &ctx, &mut ignored)?);
             }
             std::io::copy(&mut piece, &mut std::io::sink())
                 .map_err(|e| Stop::Json(ReaderError::IoError { error: e, location: unknown_position() }))?;
