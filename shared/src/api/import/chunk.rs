@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::parse::check_row;
 use super::plan::{ImportPlan, OccurrencePlan};
-use super::scan::KeysDigest;
+use super::rows::KeysDigest;
 use super::source::BundleSource;
 use crate::api::projects::PROJECT_KEY;
 use crate::api::versions::{imported_project_version, VERSION_COLUMN};

@@ -103,7 +103,7 @@ mod base64_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::import::scan::key_hash;
+    use crate::api::import::rows::key_hash;
 
     /// Rows of (table, key) in bundle order → the index's (first, last) per row.
     fn flags(rows: &[(usize, &str)]) -> (Vec<(bool, bool)>, Vec<u64>) {

@@ -30,6 +30,7 @@ mod index;
 mod parse;
 mod plan;
 mod resolve;
+mod rows;
 mod scan;
 mod source;
 
