@@ -136,7 +136,9 @@ impl App {
             (QueueUrl::Sqlite(path), true) => {
                 Arc::new(LocalQueue::open(path).map_err(|e| format!("WORKSPACES_JOBS_QUEUE: {e}"))?)
             }
-            (QueueUrl::Sqs(url), true) => Arc::new(SqsQueue::new(sdk.as_ref().ok_or("AWS SDK config not loaded")?, url)),
+            (QueueUrl::Sqs(url), true) => {
+                Arc::new(SqsQueue::new(sdk.as_ref().ok_or("AWS SDK config not loaded")?, url))
+            }
         };
         let bundles = match (bundle_store, needs.bundles) {
             (Some(b), true) => b,
@@ -186,7 +188,9 @@ pub async fn provision_local(config: &Config) -> Result<(), InitError> {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
         let queue = SqsQueue::create(&sdk, name).await.map_err(|e| format!("queue {name}: {e}"))?;
         if queue.url() != url {
-            return Err(format!("WORKSPACES_JOBS_QUEUE is {url}, but the server named the queue {}", queue.url()).into());
+            return Err(
+                format!("WORKSPACES_JOBS_QUEUE is {url}, but the server named the queue {}", queue.url()).into()
+            );
         }
     }
     Ok(())

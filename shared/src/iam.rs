@@ -114,6 +114,7 @@ ops! {
     GetBlob => "Blobs::get_blob",
     DeleteBlob => "Blobs::delete_blob",
     CreateUpload => "BundleStore::create_upload",
+    ResumeUpload => "BundleStore::resume_upload",
     Get => "BundleStore::get",
     OpenStream => "BundleStore::open_stream",
     Head => "BundleStore::head",
@@ -139,6 +140,9 @@ ops! {
     StageRows => "JobTables::stage_rows",
     FinishStaging => "JobTables::finish_staging",
     AbortStaging => "JobTables::abort_staging",
+
+    // The streaming import (`api::import`): one piece of a staged bundle at a time.
+    ReadRange => "BundleStore::read_range",
 }
 
 /// A commit: the head, the touched tables' entries and the changed keys (GetItem, Query,
@@ -237,6 +241,8 @@ impl Op {
             Op::DeleteBlob => calls(const { &[rows("s3:DeleteObject")] }),
             // One PutObject, or a multipart upload (all `s3:PutObject`); abort ends the latter.
             Op::CreateUpload => calls(const { &[bundles("s3:PutObject"), bundles("s3:AbortMultipartUpload")] }),
+            // An export job's upload opened again: its parts, completion or abort, as created.
+            Op::ResumeUpload => calls(const { &[bundles("s3:PutObject"), bundles("s3:AbortMultipartUpload")] }),
             // GetObject (HeadObject is `s3:GetObject` too).
             Op::Get | Op::OpenStream | Op::Head => {
                 Needs { calls: const { &[bundles("s3:GetObject")] }, implied: &[MISSING_IS_404], via: &[] }
@@ -286,6 +292,10 @@ impl Op {
             Op::FinishStaging => calls(FINISH_STAGING),
             // Staged blobs go with the rows.
             Op::AbortStaging => Needs { calls: ABORT_STAGING, implied: &[], via: &[Op::DeleteBlob] },
+            // A ranged GetObject; an object gone meanwhile must read as absent, not as a 403.
+            Op::ReadRange => {
+                Needs { calls: const { &[bundles("s3:GetObject")] }, implied: &[MISSING_IS_404], via: &[] }
+            }
         }
     }
 
@@ -377,19 +387,52 @@ pub const FUNCTIONS: &[Function] = &[
     deployed("cleanup-workspace", &[Op::GetWorkspace, Op::ListTables, Op::DeleteWorkspace]),
     deployed(
         "export-tables",
-        &[Op::GetWorkspace, Op::ListTables, Op::ReadRows, Op::Sweep, Op::CreateUpload, Op::DownloadUrl],
+        &[
+            Op::GetWorkspace,
+            Op::ListTables,
+            Op::ReadRows,
+            Op::Sweep,
+            Op::CreateUpload,
+            Op::DownloadUrl,
+            Op::CreateJob,
+            Op::SendJob,
+        ],
     ),
-    deployed("import-tables", &[Op::Get, Op::GetWorkspace, Op::ListTables, Op::GetRows, Op::Commit]),
+    deployed(
+        "import-tables",
+        &[Op::OpenStream, Op::ReadRange, Op::GetWorkspace, Op::ListTables, Op::GetRows, Op::Commit],
+    ),
     deployed("create-bundle-upload", &[Op::Sweep, Op::UploadUrl]),
     deployed("save-project", &[Op::GetWorkspace, Op::GetRows, Op::ListTables, Op::Commit]),
     deployed("list-projects", &[Op::GetWorkspace, Op::ListTables, Op::ReadRows]),
     deployed("load-project", &[Op::GetWorkspace, Op::ListTables, Op::GetRows]),
     deployed("cleanup-project", &[Op::GetWorkspace, Op::GetRows, Op::ReadRows, Op::ListTables, Op::Commit]),
+    deployed("get-job", &[Op::GetJob, Op::DownloadUrl]),
+    deployed("list-jobs", &[Op::ListJobs, Op::DownloadUrl]),
+    deployed("cancel-job", &[Op::GetJob, Op::UpdateJob]),
     local_only("download-bundle", &[Op::OpenStream]),
     local_only("upload-bundle", &[Op::CreateUpload]),
     // Deployed functions that no route reaches go here, with `deployed(...)`: iam_agree.rs then
     // requires them in the template too.
     deployed("compact-tables", &[Op::Compact]),
+    // Export jobs: the job, its workspace, one revision held and read again in each invocation,
+    // a resumable upload, and the queue to go on in a fresh invocation.
+    deployed(
+        "jobs-worker",
+        &[
+            Op::GetJob,
+            Op::UpdateJob,
+            Op::GetWorkspace,
+            Op::ListTables,
+            Op::SnapshotAt,
+            Op::HoldRevision,
+            Op::ReleaseRevision,
+            Op::ReadRows,
+            Op::CreateUpload,
+            Op::ResumeUpload,
+            Op::SendJob,
+        ],
+    ),
 ];
 
 /// The function named `name`.

@@ -94,9 +94,7 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
 }
 
 impl Harness {
-    /// Works the jobs queue as Lambda's event source mapping would (one message per invocation,
-    /// each invocation given `left` to run) until job `job_id` of `owner` has ended, and answers
-    /// it with the number of invocations it took. Panics past `max_invocations`.
+    /// [`work_job`] on this harness's app and queue.
     pub async fn work_job(
         &self,
         owner: &shared::model::Owner,
@@ -104,22 +102,48 @@ impl Harness {
         left: std::time::Duration,
         max_invocations: usize,
     ) -> (shared::store::jobs::JobRecord, usize) {
-        let mut invocations = 0;
-        loop {
-            let job = self.app.jobs.get_job(owner, job_id).await.expect("get job").expect("the job exists");
-            if job.state.is_final() {
-                return (job, invocations);
-            }
-            assert!(invocations < max_invocations, "job {job_id} still {:?} after {invocations} invocations", job.state);
-            // A message handed back comes again after this; it is short so tests run quickly.
-            let visibility = std::time::Duration::from_secs(1);
-            let taken = shared::jobs::lambda::pump(&*self.queue, 1, visibility, std::time::Duration::from_secs(2), |event| async {
-                Ok(shared::jobs::lambda::handle_event(&self.app, event, left).await)
-            })
-            .await
-            .expect("pumping the jobs queue");
-            invocations += taken;
+        work_job(&self.app, &*self.queue, owner, job_id, left, max_invocations).await
+    }
+}
+
+/// One invocation of the worker on the next message, if one comes within a second or two; answers
+/// how many messages it took (0 or 1).
+pub async fn invoke_once(app: &App, queue: &dyn shared::queue::QueueReceiver, left: std::time::Duration) -> usize {
+    let (visibility, wait) = (std::time::Duration::from_secs(1), std::time::Duration::from_secs(2));
+    shared::jobs::lambda::pump(queue, 1, visibility, wait, |event| async {
+        Ok(shared::jobs::lambda::handle_event(app, event, left).await)
+    })
+    .await
+    .expect("pumping the jobs queue")
+}
+
+/// Works the jobs queue as Lambda's event source mapping would (one message per invocation,
+/// each invocation given `left` to run) until job `job_id` of `owner` has ended, and answers it
+/// with the number of invocations it took. Panics past `max_invocations`.
+pub async fn work_job(
+    app: &App,
+    queue: &dyn shared::queue::QueueReceiver,
+    owner: &shared::model::Owner,
+    job_id: &str,
+    left: std::time::Duration,
+    max_invocations: usize,
+) -> (shared::store::jobs::JobRecord, usize) {
+    let mut invocations = 0;
+    loop {
+        let job = app.jobs.get_job(owner, job_id).await.expect("get job").expect("the job exists");
+        if job.state.is_final() {
+            return (job, invocations);
         }
+        assert!(invocations < max_invocations, "job {job_id} still {:?} after {invocations} invocations", job.state);
+        // A message handed back comes again after this; short, so tests run quickly.
+        let visibility = std::time::Duration::from_secs(1);
+        let wait = std::time::Duration::from_secs(2);
+        let taken = shared::jobs::lambda::pump(queue, 1, visibility, wait, |event| async {
+            Ok(shared::jobs::lambda::handle_event(app, event, left).await)
+        })
+        .await
+        .expect("pumping the jobs queue");
+        invocations += taken;
     }
 }
 

@@ -142,6 +142,7 @@ macro_rules! conformance {
             links_must_expire_in_the_future,
             blobs_round_trip,
             unsafe_keys_are_refused,
+            ranges_read_exactly_their_bytes,
         );
     };
     (@cases $adapter:ident, $fresh:path; $($case:ident),+ $(,)?) => {

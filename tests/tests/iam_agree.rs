@@ -12,7 +12,32 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 /// Grants beyond the tables: (function, action, resource as `canonical` writes it, why).
 /// Keep it short; every entry must still be in the template.
-const ALLOWED_EXTRA: &[(&str, &str, &str, &str)] = &[];
+const ALLOWED_EXTRA: &[(&str, &str, &str, &str)] = &[
+    (
+        "jobs-worker",
+        "sqs:ReceiveMessage",
+        "JobsQueue.Arn",
+        "Lambda's SQS event source mapping polls the queue with the function's role",
+    ),
+    (
+        "jobs-worker",
+        "sqs:DeleteMessage",
+        "JobsQueue.Arn",
+        "Lambda's SQS event source mapping polls the queue with the function's role",
+    ),
+    (
+        "jobs-worker",
+        "sqs:GetQueueAttributes",
+        "JobsQueue.Arn",
+        "Lambda's SQS event source mapping polls the queue with the function's role",
+    ),
+    (
+        "jobs-worker",
+        "sqs:ChangeMessageVisibility",
+        "JobsQueue.Arn",
+        "Lambda's SQS event source mapping polls the queue with the function's role",
+    ),
+];
 
 /// The template's logical ids of the table and the bucket.
 const TABLE: &str = "Table";

@@ -33,8 +33,8 @@ use shared::model::{now_timestamp, Owner, Scope, WorkspaceDraft};
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{JobMessage, JobQueue, JobTask, QueueReceiver};
 use shared::store::dynamodb::DynamoStore;
-use shared::store::jobs::{new_job_id, JobKind, JobRecord, JobState, Jobs, Progress};
 use shared::store::job_tables::{JobTables, StagedFinish, StagedTable};
+use shared::store::jobs::{new_job_id, JobKind, JobRecord, JobState, Jobs, Progress};
 use shared::store::{Blobs, Faults, Tables, Workspaces};
 use shared::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
 
@@ -406,6 +406,24 @@ async fn every_s3_bundle_call_is_declared_for_its_operation() {
     let multipart = PART_SIZE + 1024;
     c.run(Op::CreateUpload, upload(key("big"), multipart, true)).await.expect("multipart");
     c.run(Op::CreateUpload, upload(key("dropped"), multipart, false)).await.expect("abort");
+    // A job's upload: checkpointed after one part, resumed, one finished and one aborted.
+    for (name, finish) in [("resumed", true), ("resumed-dropped", false)] {
+        let mut first = b.create_upload(&key(name)).await.expect("create");
+        first.write(&vec![b'y'; shared::bundles::s3::MIN_PART_SIZE]).await.expect("write");
+        let state = first.checkpoint().await.expect("checkpoint").expect("at a part boundary");
+        first.suspend();
+        let resumed = async {
+            let mut upload = b.resume_upload(&key(name), &state).await?;
+            upload.write(b"tail").await?;
+            if finish {
+                upload.finish().await.map(Some)
+            } else {
+                upload.abort().await.map(|()| None)
+            }
+        };
+        let done = c.run(Op::ResumeUpload, resumed).await.expect("resumed upload");
+        assert_eq!(done, finish.then_some(shared::bundles::s3::MIN_PART_SIZE as u64 + 4));
+    }
 
     assert!(c.run(Op::Get, b.get(&key("small"), 1024)).await.expect("get").is_some());
     assert!(c.run(Op::Get, b.get(&key("missing"), 1024)).await.expect("get missing").is_none());
@@ -415,6 +433,8 @@ async fn every_s3_bundle_call_is_declared_for_its_operation() {
         Ok::<_, shared::store::StoreError>((size, read))
     };
     assert_eq!(c.run(Op::OpenStream, stream).await.expect("stream"), (10, 10));
+    assert_eq!(c.run(Op::ReadRange, b.read_range(&key("small"), 2, 5)).await.expect("range"), b"xxx".to_vec());
+    assert!(c.run(Op::ReadRange, b.read_range(&key("missing"), 0, 5)).await.is_err(), "a range of a missing object");
     assert_eq!(c.run(Op::Head, b.head(&key("big"))).await.expect("head"), Some(multipart as u64));
     assert_eq!(c.run(Op::Head, b.head(&key("missing"))).await.expect("head missing"), None);
     let expires = shared::bundles::now_unix() + 600;

@@ -17,7 +17,10 @@ use shared::api::bundles::BUNDLE_PREFIX;
 use shared::bundles::{BundleStore, ByteStream, DynBundles, Upload};
 use shared::iam::{self, Op};
 use shared::model::{Owner, Workspace, WorkspaceDraft};
+use shared::queue::{JobMessage, JobQueue};
 use shared::routes::{route, Endpoint};
+use shared::store::job_tables::{JobTables, StagedFinish};
+use shared::store::jobs::{JobRecord, Jobs};
 use shared::store::{Blobs, DynStore, Faults, Snapshot, StoreResult, Tables, Workspaces};
 use shared::tables::{Commit, Row, TableMeta, WsKey};
 use shared::App;
@@ -144,6 +147,10 @@ impl BundleStore for RecordingBundles {
         self.log.push(Op::OpenStream, Some(key));
         self.inner.open_stream(key).await
     }
+    async fn read_range(&self, key: &str, start: u64, end: u64) -> StoreResult<Vec<u8>> {
+        self.log.push(Op::ReadRange, Some(key));
+        self.inner.read_range(key, start, end).await
+    }
     async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
         self.log.push(Op::Head, Some(key));
         self.inner.head(key).await
@@ -164,6 +171,79 @@ impl BundleStore for RecordingBundles {
         self.log.push(Op::Delete, Some(key));
         self.inner.delete(key).await
     }
+    async fn resume_upload(&self, key: &str, state: &Value) -> StoreResult<Box<dyn Upload>> {
+        self.log.push(Op::ResumeUpload, Some(key));
+        self.inner.resume_upload(key, state).await
+    }
+}
+
+struct RecordingJobs {
+    jobs: Arc<dyn Jobs>,
+    tables: Arc<dyn JobTables>,
+    queue: Arc<dyn JobQueue>,
+    log: Log,
+}
+
+#[async_trait]
+impl Jobs for RecordingJobs {
+    async fn create_job(&self, job: JobRecord) -> StoreResult<(JobRecord, bool)> {
+        self.log.push(Op::CreateJob, None);
+        self.jobs.create_job(job).await
+    }
+    async fn get_job(&self, owner: &Owner, id: &str) -> StoreResult<Option<JobRecord>> {
+        self.log.push(Op::GetJob, None);
+        self.jobs.get_job(owner, id).await
+    }
+    async fn list_jobs(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<JobRecord>> {
+        self.log.push(Op::ListJobs, None);
+        self.jobs.list_jobs(owner, after, limit).await
+    }
+    async fn update_job(&self, job: &JobRecord) -> StoreResult<JobRecord> {
+        self.log.push(Op::UpdateJob, None);
+        self.jobs.update_job(job).await
+    }
+}
+
+/// A snapshot opened again reads as one taken: `ReadRows` and `GetRows` are recorded the same.
+#[async_trait]
+impl JobTables for RecordingJobs {
+    async fn hold_revision(&self, ws: &WsKey, lease: &str, rev: u64, until: u64) -> StoreResult<()> {
+        self.log.push(Op::HoldRevision, None);
+        self.tables.hold_revision(ws, lease, rev, until).await
+    }
+    async fn release_revision(&self, ws: &WsKey, lease: &str) -> StoreResult<()> {
+        self.log.push(Op::ReleaseRevision, None);
+        self.tables.release_revision(ws, lease).await
+    }
+    async fn snapshot_at(&self, ws: &WsKey, rev: u64) -> StoreResult<Option<Box<dyn Snapshot>>> {
+        self.log.push(Op::SnapshotAt, None);
+        let inner = self.tables.snapshot_at(ws, rev).await?;
+        Ok(inner.map(|inner| Box::new(RecordingSnapshot { inner, log: self.log.clone() }) as Box<dyn Snapshot>))
+    }
+    async fn begin_staging(&self, ws: &WsKey, id: &str, tables: &[(String, u64)]) -> StoreResult<()> {
+        self.log.push(Op::BeginStaging, None);
+        self.tables.begin_staging(ws, id, tables).await
+    }
+    async fn stage_rows(&self, ws: &WsKey, id: &str, table: &str, rows: Vec<(String, Row)>) -> StoreResult<()> {
+        self.log.push(Op::StageRows, None);
+        self.tables.stage_rows(ws, id, table, rows).await
+    }
+    async fn finish_staging(&self, ws: &WsKey, id: &str, finish: StagedFinish) -> StoreResult<u64> {
+        self.log.push(Op::FinishStaging, None);
+        self.tables.finish_staging(ws, id, finish).await
+    }
+    async fn abort_staging(&self, ws: &WsKey, id: &str) -> StoreResult<()> {
+        self.log.push(Op::AbortStaging, None);
+        self.tables.abort_staging(ws, id).await
+    }
+}
+
+#[async_trait]
+impl JobQueue for RecordingJobs {
+    async fn send(&self, message: &JobMessage) -> StoreResult<()> {
+        self.log.push(Op::SendJob, None);
+        self.queue.send(message).await
+    }
 }
 
 /// What each function reached, request by request.
@@ -180,6 +260,17 @@ impl Reached {
         self.log.take();
         let out = request.await;
         let function = route(endpoint).function;
+        for (op, key) in self.log.take() {
+            self.by_function.entry(function).or_default().insert(op);
+            self.keys.extend(key.map(|k| (op, k)));
+        }
+        out
+    }
+
+    /// Like `run`, for a function no route reaches (the jobs worker).
+    async fn run_function<T>(&mut self, function: &'static str, work: impl Future<Output = T>) -> T {
+        self.log.take();
+        let out = work.await;
         for (op, key) in self.log.take() {
             self.by_function.entry(function).or_default().insert(op);
             self.keys.extend(key.map(|k| (op, k)));
@@ -233,7 +324,17 @@ async fn each_function_reaches_exactly_its_declared_operations() {
     let mut reached = Reached::default();
     let store = Arc::new(RecordingStore { inner: h.app.store.clone(), log: reached.log.clone() });
     let bundles = Arc::new(RecordingBundles { inner: h.app.bundles.clone(), log: reached.log.clone() });
-    let app = App::new(h.app.config.clone(), h.app.verifier.clone(), store, bundles);
+    let jobs = Arc::new(RecordingJobs {
+        jobs: h.app.jobs.clone(),
+        tables: h.app.job_tables.clone(),
+        queue: h.app.queue.clone(),
+        log: reached.log.clone(),
+    });
+    let app = App::new(h.app.config.clone(), h.app.verifier.clone(), store, bundles).with_jobs(
+        jobs.clone(),
+        jobs.clone(),
+        jobs,
+    );
     let c = Client::new(&app, "acme", "ann");
     let r = &mut reached;
 
@@ -285,6 +386,53 @@ async fn each_function_reaches_exactly_its_declared_operations() {
     let cleanup = |body: Value| c.post(Endpoint::CleanupProject, "/projects/ws_1/cleanup", body);
     r.request(Endpoint::CleanupProject, cleanup(json!({"project": {"id": project}}))).await;
     r.request(Endpoint::CleanupProject, cleanup(json!({"project": {}}))).await;
+
+    // An export job over 5 MiB, worked in invocations that pause at each checkpoint: the worker
+    // creates the upload, resumes it and re-opens its revision in the next invocation.
+    let pad = "x".repeat(1_000);
+    let schema = json!([{"name": "id", "type": "text", "nullable": "NO", "default": null},
+                        {"name": "pad", "type": "text", "nullable": "YES", "default": null}]);
+    for half in 0..2 {
+        let rows: Vec<Value> =
+            (half * 4_000..(half + 1) * 4_000).map(|i| json!({"id": format!("r{i:05}"), "pad": pad})).collect();
+        let big = json!({"workspace_id": "ws_3", "tables": {"facts_ws_3": {"schema": schema, "data": rows}}});
+        r.request(Endpoint::ImportTables, import(big, "ws_3")).await;
+    }
+    let started = r
+        .run(
+            Endpoint::ExportTables,
+            c.post(Endpoint::ExportTables, "/workspaces/ws_3/export-tables", json!({"async": true})),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let job_id = started.data()["job_id"].as_str().expect("a job").to_owned();
+    let owner = Owner::user("acme", "ann");
+    let work = blackbox_tests::work_job(&app, &*h.queue, &owner, &job_id, Duration::from_millis(10), 50);
+    let (job, _) = r.run_function("jobs-worker", work).await;
+    assert_eq!(job.state, shared::store::jobs::JobState::Succeeded, "{:?}", job.error);
+    let path = format!("/workspaces/jobs/{job_id}");
+    r.request(Endpoint::GetJob, c.get(Endpoint::GetJob, &path)).await;
+    r.request(Endpoint::ListJobs, c.get(Endpoint::ListJobs, "/workspaces/jobs")).await;
+    // Cancelled while queued (a second job, by its own key).
+    let second = r
+        .run(
+            Endpoint::ExportTables,
+            c.call_with_headers(
+                Endpoint::ExportTables,
+                "POST",
+                "/workspaces/ws_3/export-tables",
+                Some(&json!({"async": true})),
+                &[("Idempotency-Key", "2")],
+            ),
+        )
+        .await;
+    let second = second.data()["job_id"].as_str().expect("a job").to_owned();
+    r.request(
+        Endpoint::CancelJob,
+        c.post(Endpoint::CancelJob, &format!("/workspaces/jobs/{second}/cancel"), json!({})),
+    )
+    .await;
+
     r.request(Endpoint::CleanupWorkspace, c.post(Endpoint::CleanupWorkspace, "/workspaces/ws_2/cleanup", json!({})))
         .await;
     reached.check();

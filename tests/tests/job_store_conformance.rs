@@ -184,7 +184,7 @@ mod cases {
         let (bobs, created) = create(jobs, record(&others[0], &id(2), "k1")).await;
         assert!(created, "an idempotency key is per owner");
         assert_eq!(get(jobs, &ann(), &job.id).await, Some(job.clone()));
-        assert_eq!(list(jobs, &ann(), None, 10).await, [job.id.clone()]);
+        assert_eq!(list(jobs, &ann(), None, 10).await, std::slice::from_ref(&job.id));
         assert_eq!(list(jobs, &others[0], None, 10).await, [bobs.id]);
     }
 

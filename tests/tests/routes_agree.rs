@@ -88,8 +88,8 @@ fn template_routes() -> RouteSet {
             let path = string(&props["Path"], &format!("{what}.Path"));
             assert!(out.insert((method, path, binary.clone())), "{what}: duplicate route");
         }
-        // A scheduled function (compaction) has no route on purpose.
-        let scheduled = events.iter().any(|(_, ev)| ev["Type"].as_str() == Some("Schedule"));
+        // A scheduled function (compaction) and the queue-fed worker have no route on purpose.
+        let scheduled = events.iter().any(|(_, ev)| matches!(ev["Type"].as_str(), Some("Schedule" | "SQS")));
         assert!(api_events > 0 || scheduled, "{name} ({binary}) has no HttpApi event: a function no route reaches");
     }
     let unique: BTreeSet<_> = binaries.iter().collect();

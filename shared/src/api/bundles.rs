@@ -13,7 +13,6 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::model::{format_timestamp, new_id, Principal, Scope};
 use crate::routes::Endpoint;
-use crate::store::StoreError;
 
 pub const BUNDLE_PREFIX: &str = "bundles/";
 /// Largest bundle we take: uploaded through a local link, or read back by an import.
@@ -44,10 +43,19 @@ pub fn timestamp_of(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix).map(format_timestamp).unwrap_or_default()
 }
 
+/// Where an import's bundle is: in the request, or staged under the caller's tenant.
+#[derive(Debug)]
+pub enum ExportData {
+    Inline(Value),
+    Staged { key: String, bundle_id: String },
+}
+
 /// `export_data` as sent may be the bundle, the whole export answer (envelope), a staged export
-/// answer (`bundle.id`) or `{"bundle_id": ...}`: returns the bundle itself.
-pub async fn resolve_export_data(app: &App, principal: &Principal, mut data: Value) -> Result<Value, ApiError> {
-    // At most: envelope → staged answer → stored bundle → (a stored envelope) → bundle.
+/// answer (`bundle.id`) or `{"bundle_id": ...}`: says where the bundle itself is. A staged one
+/// is never loaded here (the import streams it; see `api::import::source`).
+pub fn resolve_export_data(principal: &Principal, mut data: Value) -> Result<ExportData, ApiError> {
+    // Envelopes are unwrapped as many times as before (a stored object's own envelope is
+    // unwrapped by the import's reader).
     for _ in 0..4 {
         if data.get("status").is_some() && data.get("data").is_some_and(Value::is_object) {
             data = data.get_mut("data").map(Value::take).unwrap_or_default();
@@ -60,30 +68,17 @@ pub async fn resolve_export_data(app: &App, principal: &Principal, mut data: Val
             .and_then(Value::as_str)
             .map(str::to_owned);
         if let Some(id) = staged_id {
-            data = fetch_bundle(app, principal, &id).await?;
-            continue;
+            if !valid_bundle_id(&id) {
+                return Err(ApiError::unprocessable(format!("bundle_id: '{id}' is not a bundle id")));
+            }
+            return Ok(ExportData::Staged { key: bundle_key(&tenant(principal), &id), bundle_id: id });
         }
         if data.get("projects").is_some() || data.get("tables").is_some() {
-            return Ok(data);
+            return Ok(ExportData::Inline(data));
         }
         break;
     }
     Err(ApiError::unprocessable("export_data: not a workspace export (no 'projects' or 'tables', no 'bundle_id')"))
-}
-
-async fn fetch_bundle(app: &App, principal: &Principal, id: &str) -> Result<Value, ApiError> {
-    if !valid_bundle_id(id) {
-        return Err(ApiError::unprocessable(format!("bundle_id: '{id}' is not a bundle id")));
-    }
-    let key = bundle_key(&tenant(principal), id);
-    let bytes = match app.bundles.get(&key, MAX_BUNDLE_BYTES).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return Err(ApiError::not_found(format!("Bundle '{id}' not found (never uploaded, or expired)"))),
-        Err(StoreError::TooLarge(m)) => return Err(ApiError::too_large(format!("Bundle '{id}': {m}"))),
-        Err(e) => return Err(e.into()),
-    };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::unprocessable(format!("Bundle '{id}' is not valid JSON ({e})")))
 }
 
 /// Removes the caller's bundles whose links have expired. Best effort: a failure is logged,

@@ -85,6 +85,9 @@ impl BundleStore for Unwired {
     async fn open_stream(&self, _: &str) -> StoreResult<Option<(u64, ByteStream)>> {
         self.fail()
     }
+    async fn read_range(&self, _: &str, _: u64, _: u64) -> StoreResult<Vec<u8>> {
+        self.fail()
+    }
     async fn head(&self, _: &str) -> StoreResult<Option<u64>> {
         self.fail()
     }

@@ -125,6 +125,18 @@ impl BundleStore for FolderBundles {
         Ok(Some(bytes))
     }
 
+    async fn read_range(&self, key: &str, start: u64, end: u64) -> StoreResult<Vec<u8>> {
+        use tokio::io::AsyncSeekExt;
+        let Some((mut file, size, path)) = self.open_file(key).await? else { return Err(super::gone(key)) };
+        let (start, end) = (start.min(size), end.min(size));
+        let mut bytes = Vec::with_capacity(usize::try_from(end.saturating_sub(start)).unwrap_or(0));
+        if start < end {
+            file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| io_error("seeking", &path, e))?;
+            file.take(end - start).read_to_end(&mut bytes).await.map_err(|e| io_error("reading", &path, e))?;
+        }
+        Ok(bytes)
+    }
+
     async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
         let path = self.path_of(key)?;
         match tokio::fs::metadata(&path).await {

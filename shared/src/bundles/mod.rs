@@ -31,6 +31,11 @@ pub trait BundleStore: Blobs + Send + Sync {
     /// holding it in memory.
     async fn open_stream(&self, key: &str) -> StoreResult<Option<(u64, ByteStream)>>;
 
+    /// Bytes `start..end` of the object (end exclusive, clipped to its size), for reading one
+    /// piece of a large bundle without the rest. An absent object is `Conflict`: a caller names
+    /// a range only of an object it has seen, so it went away (expired, replaced) meanwhile.
+    async fn read_range(&self, key: &str, start: u64, end: u64) -> StoreResult<Vec<u8>>;
+
     /// Size in bytes, or `None` when absent.
     async fn head(&self, key: &str) -> StoreResult<Option<u64>>;
 
@@ -106,6 +111,11 @@ pub fn check_prefix(prefix: &str) -> StoreResult<()> {
         "" => Ok(()),
         trimmed => check_key(trimmed),
     }
+}
+
+/// What `read_range` answers for an object that is not there (any more).
+pub(crate) fn gone(key: &str) -> StoreError {
+    StoreError::Conflict(format!("object {key} is no longer there"))
 }
 
 /// Unix seconds now (0 if the clock is before 1970, which only makes links look expired).

@@ -170,6 +170,28 @@ impl BundleStore for S3Bundles {
         Ok(Some(bytes))
     }
 
+    async fn read_range(&self, key: &str, start: u64, end: u64) -> StoreResult<Vec<u8>> {
+        let object = self.object_key(key)?;
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        // HTTP ranges are inclusive.
+        let range = format!("bytes={start}-{}", end - 1);
+        let out = match self.client.get_object().bucket(&self.bucket).key(&object).range(range).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Err(super::gone(key)),
+            // A range starting past the end (416): nothing there, as the folder answers.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => return Ok(Vec::new()),
+            Err(e) => return Err(s3_error("GetObject", e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("S3 GetObject {object}: body: {e}")))?;
+        Ok(body.into_bytes().to_vec())
+    }
+
     async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
         let key = self.object_key(key)?;
         match self.client.head_object().bucket(&self.bucket).key(&key).send().await {

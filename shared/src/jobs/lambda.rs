@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use lambda_http::aws_lambda_events::sqs::SqsMessage;
 use crate::queue::{QueueReceiver, Received};
+use lambda_http::aws_lambda_events::sqs::SqsMessage;
 
 use lambda_http::aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::lambda_runtime::{self, service_fn, LambdaEvent};

@@ -118,3 +118,24 @@ pub async fn unsafe_keys_are_refused(f: &Fixture) {
     }
     assert!(f.store.sweep("../", std::time::Duration::ZERO).await.is_err());
 }
+
+pub async fn ranges_read_exactly_their_bytes(f: &Fixture) {
+    // Past one part, so a range may cross an S3 part boundary.
+    let bytes = noise(10, PART_SIZE + 3 * MIB);
+    put(f.store.as_ref(), "ranges/a.json", &bytes).await;
+    let len = bytes.len() as u64;
+    let boundary = PART_SIZE as u64;
+    for (start, end) in [(0, 1), (0, 1000), (17, 4113), (boundary - 5, boundary + 5), (len - 3, len), (0, len)] {
+        let got = f.store.read_range("ranges/a.json", start, end).await.expect("read_range");
+        assert_eq!(sha(&got), sha(&bytes[start as usize..end as usize]), "{start}..{end}");
+    }
+    // Clipped to the object, and empty when it starts at or past the end.
+    let tail = f.store.read_range("ranges/a.json", len - 2, len + 100).await.expect("past the end");
+    assert_eq!(tail, bytes[bytes.len() - 2..].to_vec());
+    assert!(f.store.read_range("ranges/a.json", len, len + 10).await.expect("at the end").is_empty());
+    assert!(f.store.read_range("ranges/a.json", 5, 5).await.expect("empty").is_empty());
+    // An object that is gone is an error, not an empty answer.
+    let absent = f.store.read_range("ranges/absent.json", 0, 10).await;
+    assert!(matches!(absent, Err(StoreError::Conflict(_))), "{absent:?}");
+    assert!(f.store.read_range("../escape.json", 0, 10).await.is_err(), "unsafe key");
+}

@@ -37,7 +37,8 @@ fn args() -> Result<Args, String> {
             "--invoke" => args.invoke = value()?,
             "--function" => args.function = value()?,
             "--concurrency" => {
-                args.concurrency = value()?.parse().ok().filter(|n| *n > 0).ok_or("--concurrency: a whole number > 0")?
+                args.concurrency =
+                    value()?.parse().ok().filter(|n| *n > 0).ok_or("--concurrency: a whole number > 0")?
             }
             "--visibility" => {
                 args.visibility =
@@ -62,7 +63,10 @@ async fn receiver() -> Result<Arc<dyn QueueReceiver>, String> {
 }
 
 /// One invocation of the worker through the invoke endpoint; its answer is the SQS batch response.
-async fn invoke(url: String, event: serde_json::Value) -> Result<lambda_http::aws_lambda_events::sqs::SqsBatchResponse, String> {
+async fn invoke(
+    url: String,
+    event: serde_json::Value,
+) -> Result<lambda_http::aws_lambda_events::sqs::SqsBatchResponse, String> {
     tokio::task::spawn_blocking(move || {
         let mut response = ureq::post(&url)
             .header("content-type", "application/json")

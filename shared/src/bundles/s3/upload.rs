@@ -34,7 +34,18 @@ pub(super) struct S3Upload {
 impl S3Upload {
     pub(super) fn new(client: Client, bucket: String, key: String) -> Self {
         let (buf, parts) = (Vec::new(), Vec::new());
-        Self { client, bucket, key, buf, upload_id: None, parts, size: 0, closed: false, failed: false, resumable: false }
+        Self {
+            client,
+            bucket,
+            key,
+            buf,
+            upload_id: None,
+            parts,
+            size: 0,
+            closed: false,
+            failed: false,
+            resumable: false,
+        }
     }
 
     /// Sends `body` as the next part, starting the multipart upload on the first one. Parts are
