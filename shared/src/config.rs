@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(c.sync_import_max_rows, DEFAULT_SYNC_IMPORT_MAX_ROWS as u64);
         assert_eq!(c.bundle_ttl_secs, DEFAULT_BUNDLE_TTL_SECS);
         assert_eq!(c.jobs_queue, QueueUrl::Sqlite(".local/jobs-queue.db".into()));
-        assert_eq!(c.job_ttl_secs, 604_800);
+        assert_eq!(c.job_ttl_secs, DEFAULT_JOB_TTL_SECS);
     }
 
     #[test]
@@ -331,7 +331,7 @@ mod tests {
             ("WORKSPACES_JOB_TTL_SECS", "604800"),
         ]))
         .unwrap();
-        assert_eq!((c.jobs_queue, c.job_ttl_secs), (QueueUrl::Sqs(local.into()), 2_592_000));
+        assert_eq!((c.jobs_queue, c.job_ttl_secs), (QueueUrl::Sqs(local.into()), 604_800));
         let c =
             Config::from_map(&env(&[("WORKSPACES_JWT_SECRET", "s"), ("WORKSPACES_JOBS_QUEUE", "sqlite:///tmp/q.db")]))
                 .unwrap();

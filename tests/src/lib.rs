@@ -329,7 +329,10 @@ pub async fn fetch_url(app: &App, method: &str, url: &str, body: Option<Vec<u8>>
             None => ureq::put(&url).send(&[][..]),
         };
         match result {
-            Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
+            // ureq stops a body at 10 MB by default; bundles are larger.
+            Ok(mut r) => {
+                (r.status().as_u16(), r.body_mut().with_config().limit(u64::MAX).read_to_vec().expect("the body"))
+            }
             Err(ureq::Error::StatusCode(code)) => (code, Vec::new()),
             Err(e) => panic!("fetching {url}: {e}"),
         }

@@ -191,9 +191,6 @@ async fn an_export_job_goes_on_in_fresh_invocations_embedded() {
     an_export_job_resumes_exactly(Backend::Embedded, false).await;
 }
 
-// Known defect, left open (see the closing note of issue 8): on moto the resumed multipart
-// upload completes, but the object then reads back empty.
-#[ignore]
 #[tokio::test]
 async fn an_export_job_goes_on_in_fresh_invocations_aws() {
     an_export_job_resumes_exactly(Backend::Aws, false).await;

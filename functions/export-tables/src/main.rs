@@ -8,10 +8,6 @@ use shared::Needs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run(
-        Endpoint::ExportTables,
-        Needs::TABLES.and(Needs::BUNDLES).and(Needs::JOBS).and(Needs::QUEUE),
-        export::export_tables,
-    )
-    .await
+    let needs = Needs::TABLES.and(Needs::BUNDLES).and(Needs::JOBS).and(Needs::QUEUE);
+    shared::http::run(Endpoint::ExportTables, needs, export::export_tables).await
 }
