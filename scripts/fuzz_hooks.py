@@ -156,7 +156,12 @@ def before_call(context, case, kwargs):
     token = (case.query or {}).get("next_token")
     meta = getattr(case, "meta", None)
     if isinstance(token, str) and token.strip() and meta is not None and meta.generation.mode == "positive":
-        case.query["next_token"] = _page_token(token)
+        if case.path.endswith("/workspaces/jobs"):
+            # The jobs list pages by job id (`job_` + 24 hex digits).
+            key = "job_" + hashlib.sha256(token.encode()).hexdigest()[:24]
+            case.query["next_token"] = base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode()
+        else:
+            case.query["next_token"] = _page_token(token)
     body = case.body
     if isinstance(body, (bytes, bytearray)) and (case.media_type or "").endswith("json"):
         try:
