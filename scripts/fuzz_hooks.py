@@ -155,8 +155,9 @@ def before_call(context, case, kwargs):
     # can say. A schema-valid case gets a token of the issued shape, so it pages instead.
     token = (case.query or {}).get("next_token")
     meta = getattr(case, "meta", None)
-    if isinstance(token, str) and token.strip() and meta is not None and meta.generation.mode == "positive":
-        if case.path.endswith("/workspaces/jobs"):
+    jobs_list = case.path.endswith("/workspaces/jobs")
+    if isinstance(token, str) and (token.strip() or jobs_list) and meta is not None and meta.generation.mode == "positive":
+        if jobs_list:
             # The jobs list pages by job id (`job_` + 24 hex digits).
             key = "job_" + hashlib.sha256(token.encode()).hexdigest()[:24]
             case.query["next_token"] = base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode()
