@@ -34,7 +34,7 @@ use shared::queue::sqs::SqsQueue;
 use shared::queue::{JobMessage, JobQueue, JobTask, QueueReceiver};
 use shared::store::dynamodb::DynamoStore;
 use shared::store::job_tables::{JobTables, StagedFinish, StagedTable};
-use shared::store::jobs::{new_job_id, JobKind, JobRecord, JobState, Jobs, Progress};
+use shared::store::jobs::{new_job_id, JobKind, JobRecord, JobState, Jobs};
 use shared::store::{Blobs, Faults, Tables, Workspaces};
 use shared::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};
 
@@ -451,24 +451,7 @@ async fn every_s3_bundle_call_is_declared_for_its_operation() {
 }
 
 fn job(owner: &Owner, key: &str) -> JobRecord {
-    let now = now_timestamp();
-    JobRecord {
-        id: new_job_id(),
-        owner: owner.clone(),
-        kind: JobKind::Export,
-        state: JobState::Queued,
-        idempotency_key: key.into(),
-        request: json!({"workspace_id": "ws_a"}),
-        progress: Progress::default(),
-        result: None,
-        error: None,
-        checkpoint: None,
-        cancel_requested: false,
-        created_at: now.clone(),
-        updated_at: now,
-        expires_at: None,
-        version: 1,
-    }
+    JobRecord::queued(new_job_id(), owner.clone(), JobKind::Export, key.into(), json!({"workspace_id": "ws_a"}))
 }
 
 #[tokio::test]

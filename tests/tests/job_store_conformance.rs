@@ -87,24 +87,8 @@ mod support {
     }
 
     pub fn record(owner: &Owner, id: &str, key: &str) -> JobRecord {
-        let now = now_timestamp();
-        JobRecord {
-            id: id.into(),
-            owner: owner.clone(),
-            kind: JobKind::Export,
-            state: JobState::Queued,
-            idempotency_key: key.into(),
-            request: json!({"workspace_id": "ws_1", "tables": ["projects_ws_1"]}),
-            progress: Progress::default(),
-            result: None,
-            error: None,
-            checkpoint: None,
-            cancel_requested: false,
-            created_at: now.clone(),
-            updated_at: now,
-            expires_at: None,
-            version: 1,
-        }
+        let request = json!({"workspace_id": "ws_1", "tables": ["projects_ws_1"]});
+        JobRecord::queued(id.into(), owner.clone(), JobKind::Export, key.into(), request)
     }
 
     pub async fn create(jobs: &dyn Jobs, job: JobRecord) -> (JobRecord, bool) {

@@ -16,7 +16,7 @@ use crate::jobs::{self, JobPrincipal};
 use crate::model::{now_timestamp, Principal, Scope};
 use crate::queue::JobTask;
 use crate::routes::{route, Endpoint};
-use crate::store::jobs::{new_job_id, valid_job_id, JobKind, JobRecord, JobState, Progress};
+use crate::store::jobs::{new_job_id, valid_job_id, JobKind, JobRecord, JobState};
 
 /// Longest `Idempotency-Key` taken (Stripe's limit too).
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
@@ -35,28 +35,22 @@ pub async fn start(
     kind: JobKind,
     request: Value,
 ) -> Result<Reply, ApiError> {
+    Ok(start_job(app, principal, call, kind, request).await?.0)
+}
+
+/// [`start`], also saying whether this request created the job (false: it found it).
+pub async fn start_job(
+    app: &App,
+    principal: &Principal,
+    call: &Call,
+    kind: JobKind,
+    request: Value,
+) -> Result<(Reply, bool), ApiError> {
     let owner = principal.owner(Scope::User);
     let (mut key, from_header) = idempotency_key(call, kind)?;
     let mut hops = 0;
     let (job, created) = loop {
-        let now = now_timestamp();
-        let record = JobRecord {
-            id: new_job_id(),
-            owner: owner.clone(),
-            kind,
-            state: JobState::Queued,
-            idempotency_key: key.clone(),
-            request: request.clone(),
-            progress: Progress::default(),
-            result: None,
-            error: None,
-            checkpoint: None,
-            cancel_requested: false,
-            created_at: now.clone(),
-            updated_at: now,
-            expires_at: None,
-            version: 1,
-        };
+        let record = JobRecord::queued(new_job_id(), owner.clone(), kind, key.clone(), request.clone());
         let (job, created) = app.jobs.create_job(record).await?;
         if created || from_header || !job.state.is_final() {
             break (job, created);
@@ -81,7 +75,7 @@ pub async fn start(
     } else {
         format!("Job {} was already started by the same request: poll status_url", job.id)
     };
-    Ok(Reply { status: 202, ..Reply::ok(data, message) })
+    Ok((Reply { status: 202, ..Reply::ok(data, message) }, created))
 }
 
 /// The principal a job acts as, recorded when it starts (its role then, too).

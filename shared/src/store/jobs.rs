@@ -137,6 +137,30 @@ pub struct JobRecord {
     pub version: u64,
 }
 
+impl JobRecord {
+    /// A new job as `start` stores it: queued, version 1, nothing done yet.
+    pub fn queued(id: String, owner: Owner, kind: JobKind, idempotency_key: String, request: Value) -> Self {
+        let now = crate::model::now_timestamp();
+        Self {
+            id,
+            owner,
+            kind,
+            state: JobState::Queued,
+            idempotency_key,
+            request,
+            progress: Progress::default(),
+            result: None,
+            error: None,
+            checkpoint: None,
+            cancel_requested: false,
+            created_at: now.clone(),
+            updated_at: now,
+            expires_at: None,
+            version: 1,
+        }
+    }
+}
+
 /// The job records.
 #[async_trait]
 pub trait Jobs: Send + Sync {
