@@ -65,6 +65,11 @@ pub struct Config {
     pub job_ttl_secs: u64,
     /// How long one worker invocation works on a job before handing it to a fresh one.
     pub job_budget_secs: u64,
+    /// Rows of one import chunk (one `stage_rows`, one checkpoint of an import job).
+    pub import_chunk_rows: u32,
+    /// Chunks one part of an import job takes: a job of more chunks fans out to parts, one queue
+    /// message (one worker invocation at a time) each.
+    pub import_part_chunks: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -97,6 +102,11 @@ pub const DEFAULT_JOB_TTL_SECS: u64 = 24 * 3600;
 /// most 7 days: S3's lifecycle rule removes bundles after 8, and an export job's result links one.
 pub const MIN_JOB_TTL_SECS: u64 = 60;
 pub const MAX_JOB_TTL_SECS: u64 = 7 * 24 * 3600;
+/// 5,000 rows: one `stage_rows` of about 200 DynamoDB batch writes, a few MB of memory.
+pub const DEFAULT_IMPORT_CHUNK_ROWS: usize = 5_000;
+/// 20 chunks (100,000 rows) a part: a part is a few minutes of one worker, well inside one
+/// invocation, and a 1M-row import fans out to 10 parts (the event source mapping's concurrency).
+pub const DEFAULT_IMPORT_PART_CHUNKS: usize = 20;
 /// Label of the link secret derived from the JWT secret, so one secret leaks nothing of the other.
 const LINK_SECRET_LABEL: &[u8] = b"workspaces/bundle-links/v1";
 
@@ -152,6 +162,9 @@ impl Config {
         // Lambda stops an invocation at 15 minutes; the budget leaves room to checkpoint.
         let job_budget_secs =
             parse_secs(&get, "WORKSPACES_JOB_BUDGET_SECS", crate::jobs::DEFAULT_BUDGET_SECS, 1..=840)?;
+        let import_chunk_rows = parse_u32(&get, "WORKSPACES_IMPORT_CHUNK_ROWS", "rows", DEFAULT_IMPORT_CHUNK_ROWS)?;
+        let import_part_chunks =
+            parse_u32(&get, "WORKSPACES_IMPORT_PART_CHUNKS", "chunks", DEFAULT_IMPORT_PART_CHUNKS)?;
         Ok(Config {
             store,
             jwt,
@@ -165,6 +178,8 @@ impl Config {
             jobs_queue,
             job_ttl_secs,
             job_budget_secs,
+            import_chunk_rows,
+            import_part_chunks,
         })
     }
 }
@@ -184,6 +199,17 @@ pub(crate) fn parse_usize(
             .filter(|n| *n > 0)
             .ok_or_else(|| ConfigError { var, message: format!("'{v}' is not a positive whole number of {unit}") }),
     }
+}
+
+/// [`parse_usize`], at most `u32::MAX`.
+fn parse_u32(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    unit: &str,
+    default: usize,
+) -> Result<u32, ConfigError> {
+    let n = parse_usize(get, var, unit, default)?;
+    u32::try_from(n).map_err(|_| ConfigError { var, message: format!("{n} is more {unit} than {}", u32::MAX) })
 }
 
 /// Whole seconds within `range`.

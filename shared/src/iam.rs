@@ -398,9 +398,23 @@ pub const FUNCTIONS: &[Function] = &[
             Op::SendJob,
         ],
     ),
+    // `"async": true`: an inline bundle copied into the bundle store (deleted again when the
+    // request found its job), a staged one checked to exist, the job stored and queued.
     deployed(
         "import-tables",
-        &[Op::OpenStream, Op::ReadRange, Op::GetWorkspace, Op::ListTables, Op::GetRows, Op::Commit],
+        &[
+            Op::OpenStream,
+            Op::ReadRange,
+            Op::GetWorkspace,
+            Op::ListTables,
+            Op::GetRows,
+            Op::Commit,
+            Op::Head,
+            Op::CreateUpload,
+            Op::Delete,
+            Op::CreateJob,
+            Op::SendJob,
+        ],
     ),
     deployed("create-bundle-upload", &[Op::Sweep, Op::UploadUrl]),
     deployed("save-project", &[Op::GetWorkspace, Op::GetRows, Op::ListTables, Op::Commit]),
@@ -416,7 +430,9 @@ pub const FUNCTIONS: &[Function] = &[
     // requires them in the template too.
     deployed("compact-tables", &[Op::Compact]),
     // Export jobs: the job, its workspace, one revision held and read again in each invocation,
-    // a resumable upload, and the queue to go on in a fresh invocation.
+    // a resumable upload, and the queue to go on in a fresh invocation. Import jobs: the bundle
+    // streamed and read by ranges, the plan kept in and read back from the bundle store, the
+    // stored rows of each chunk's keys, the staging, and the plan and bundle copy deleted at the end.
     deployed(
         "jobs-worker",
         &[
@@ -428,8 +444,17 @@ pub const FUNCTIONS: &[Function] = &[
             Op::HoldRevision,
             Op::ReleaseRevision,
             Op::ReadRows,
+            Op::GetRows,
             Op::CreateUpload,
             Op::ResumeUpload,
+            Op::Get,
+            Op::Delete,
+            Op::OpenStream,
+            Op::ReadRange,
+            Op::BeginStaging,
+            Op::StageRows,
+            Op::FinishStaging,
+            Op::AbortStaging,
             Op::SendJob,
         ],
     ),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use lambda_http::{Body, Request, RequestExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use shared::routes::Endpoint;
 use shared::App;
 
@@ -339,6 +339,27 @@ pub async fn fetch_url(app: &App, method: &str, url: &str, body: Option<Vec<u8>>
     })
     .await
     .expect("http thread")
+}
+
+/// A platform-shaped bundle: one workspace table `facts_<ws>` of rows `rows` (ids `r0000000`…,
+/// about `row_bytes` each), and one project `p1` with a table of its own.
+pub fn facts_bundle(ws: &str, rows: std::ops::Range<usize>, row_bytes: usize) -> Value {
+    let pad = "x".repeat(row_bytes.saturating_sub(60));
+    let data: Vec<Value> = rows.map(|i| json!({"id": format!("r{i:07}"), "n": i, "pad": pad})).collect();
+    let schema = json!([
+        {"name": "id", "type": "text", "nullable": "NO", "default": null},
+        {"name": "n", "type": "integer", "nullable": "YES", "default": null},
+        {"name": "pad", "type": "text", "nullable": "YES", "default": null},
+    ]);
+    let mut projects = projects_table(&[("p1", "ann", "user")]);
+    projects["data"][0]["workspace_id"] = json!(ws);
+    json!({
+        "workspace_id": ws,
+        "projects": {"p1": {"project_id": "p1", "tables": {
+            "cells_p1": {"schema": [{"name": "id", "type": "text", "nullable": "NO", "default": null}],
+                         "data": [{"id": "c1"}, {"id": "c2"}]}}}},
+        "tables": {format!("projects_{ws}"): projects, format!("facts_{ws}"): {"schema": schema, "data": data}},
+    })
 }
 
 pub fn sample_bundle() -> Value {

@@ -319,7 +319,8 @@ impl Reached {
 #[tokio::test]
 async fn each_function_reaches_exactly_its_declared_operations() {
     // A small inline limit, so the export is staged (upload + link).
-    let env = [("WORKSPACES_INLINE_LIMIT_BYTES", "4000")];
+    // Import jobs in chunks of 1,000 rows, so one can be cancelled between two.
+    let env = [("WORKSPACES_INLINE_LIMIT_BYTES", "4000"), ("WORKSPACES_IMPORT_CHUNK_ROWS", "1000")];
     let h = harness(Backend::Embedded, "iam_reach", &env).await.expect("embedded backend");
     let mut reached = Reached::default();
     let store = Arc::new(RecordingStore { inner: h.app.store.clone(), log: reached.log.clone() });
@@ -432,6 +433,53 @@ async fn each_function_reaches_exactly_its_declared_operations() {
         c.post(Endpoint::CancelJob, &format!("/workspaces/jobs/{second}/cancel"), json!({})),
     )
     .await;
+
+    // Import jobs: an inline bundle (copied for the worker) into a stored table, cancelled after
+    // its first chunk (the staging is aborted), then the same by a staged bundle, to the end.
+    let rows: Vec<Value> = (0..3_000).map(|i| json!({"id": format!("r{i:05}"), "pad": "y"})).collect();
+    let big = json!({"workspace_id": "ws_3", "tables": {"facts_ws_3": {"schema": schema, "data": rows}}});
+    let as_job = |export_data: Value, key: &'static str| {
+        let c = &c;
+        async move {
+            let body = json!({"export_data": export_data, "workspace_id": "ws_3", "async": true});
+            let path = "/workspaces/import-tables";
+            c.call_with_headers(Endpoint::ImportTables, "POST", path, Some(&body), &[("Idempotency-Key", key)]).await
+        }
+    };
+    let started = r.run(Endpoint::ImportTables, as_job(big.clone(), "import-1")).await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let cancelled = started.data()["job_id"].as_str().expect("a job").to_owned();
+    // Sent again: it finds the job, and drops the copy it made.
+    let again = r.run(Endpoint::ImportTables, as_job(big.clone(), "import-1")).await;
+    assert_eq!(again.data()["job_id"], cancelled.as_str());
+    // Until it has begun (the cancelled export's message may come first).
+    for _ in 0..5 {
+        let job = app.jobs.get_job(&owner, &cancelled).await.expect("get").expect("the job");
+        if job.state == shared::store::jobs::JobState::Running {
+            break;
+        }
+        let once = blackbox_tests::invoke_once(&app, &*h.queue, Duration::from_millis(10));
+        r.run_function("jobs-worker", once).await;
+    }
+    r.request(
+        Endpoint::CancelJob,
+        c.post(Endpoint::CancelJob, &format!("/workspaces/jobs/{cancelled}/cancel"), json!({})),
+    )
+    .await;
+    let work = blackbox_tests::work_job(&app, &*h.queue, &owner, &cancelled, Duration::from_millis(10), 50);
+    let (job, _) = r.run_function("jobs-worker", work).await;
+    assert_eq!(job.state, shared::store::jobs::JobState::Cancelled, "{:?}", job.error);
+
+    let slot = c.post(Endpoint::CreateBundleUpload, "/workspaces/bundles", json!({})).await.ok().clone();
+    let bytes = serde_json::to_vec(&big).expect("bundle bytes");
+    let (status, _) = fetch_url(&app, "PUT", slot["upload_url"].as_str().expect("an upload url"), Some(bytes)).await;
+    assert_eq!(status, 200);
+    let started = r.run(Endpoint::ImportTables, as_job(json!({"bundle_id": slot["bundle_id"]}), "import-2")).await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let job_id = started.data()["job_id"].as_str().expect("a job").to_owned();
+    let work = blackbox_tests::work_job(&app, &*h.queue, &owner, &job_id, Duration::from_secs(60), 50);
+    let (job, _) = r.run_function("jobs-worker", work).await;
+    assert_eq!(job.state, shared::store::jobs::JobState::Succeeded, "{:?}", job.error);
 
     r.request(Endpoint::CleanupWorkspace, c.post(Endpoint::CleanupWorkspace, "/workspaces/ws_2/cleanup", json!({})))
         .await;

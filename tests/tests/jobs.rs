@@ -12,34 +12,15 @@ use shared::model::Owner;
 use shared::routes::Endpoint;
 use shared::store::jobs::{JobRecord, JobState};
 
-/// A platform-shaped bundle: one workspace table of `rows` rows of about `row_bytes` each, and
-/// one project with a table of its own.
 fn bundle(ws: &str, rows: usize, row_bytes: usize) -> Value {
-    let pad = "x".repeat(row_bytes.saturating_sub(60));
-    let data: Vec<Value> = (0..rows).map(|i| json!({"id": format!("r{i:07}"), "n": i, "pad": pad})).collect();
-    let schema = json!([
-        {"name": "id", "type": "text", "nullable": "NO", "default": null},
-        {"name": "n", "type": "integer", "nullable": "YES", "default": null},
-        {"name": "pad", "type": "text", "nullable": "YES", "default": null},
-    ]);
-    let mut projects = blackbox_tests::projects_table(&[("p1", "ann", "user")]);
-    projects["data"][0]["workspace_id"] = json!(ws);
-    json!({
-        "workspace_id": ws,
-        "projects": {"p1": {"project_id": "p1", "tables": {
-            "cells_p1": {"schema": [{"name": "id", "type": "text", "nullable": "NO", "default": null}],
-                         "data": [{"id": "c1"}, {"id": "c2"}]}}}},
-        "tables": {format!("projects_{ws}"): projects, format!("facts_{ws}"): {"schema": schema, "data": data}},
-    })
+    blackbox_tests::facts_bundle(ws, 0..rows, row_bytes)
 }
 
 /// In imports of at most 5,000 rows each (a request body stops at 6 MB).
 async fn seed(c: &Client<'_>, ws: &str, rows: usize, row_bytes: usize) {
     let mut from = 0;
     while from < rows {
-        let mut b = bundle(ws, rows.min(from + 5_000), row_bytes);
-        let facts = b["tables"][format!("facts_{ws}")]["data"].as_array_mut().expect("rows");
-        facts.drain(..from);
+        let b = blackbox_tests::facts_bundle(ws, from..rows.min(from + 5_000), row_bytes);
         let body = json!({"export_data": b, "workspace_id": ws});
         c.post(Endpoint::ImportTables, "/workspaces/import-tables", body).await.ok();
         from += 5_000;

@@ -123,7 +123,7 @@ mod cases {
             "a held message was delivered twice"
         );
         // Another message is not held by the first receive.
-        send(q, &message("job_2", JobTask::Finish)).await;
+        send(q, &message("job_2", JobTask::Part { part: 7 })).await;
         let other = receive(q, 10, HOLD, WAIT).await;
         assert_eq!(other.iter().map(|r| parsed(r).job_id).collect::<Vec<_>>(), ["job_2"]);
     }
@@ -146,7 +146,12 @@ mod cases {
         let sent = [
             message("job_1", JobTask::Run),
             message("job_1", JobTask::Part { part: 7 }),
-            JobMessage { org: "o-ü".into(), user: "u\"q".into(), job_id: "job_2".into(), task: JobTask::Finish },
+            JobMessage {
+                org: "o-ü".into(),
+                user: "u\"q".into(),
+                job_id: "job_2".into(),
+                task: JobTask::Part { part: 7 },
+            },
         ];
         for m in &sent {
             send(q, m).await;

@@ -31,6 +31,18 @@ pub fn bundle_key(tenant: &str, bundle_id: &str) -> String {
     format!("{BUNDLE_PREFIX}{tenant}/{bundle_id}.json")
 }
 
+/// Where a job keeps what it needs between invocations (an import's plan, its copy of an inline
+/// bundle): `bundles/jobs/<tenant>/<id>/<name>.json`. Outside every tenant's own folder (tenants
+/// are `t<hex>`), so sweeping expired links never takes them from a running job; the job
+/// deletes them when it ends, and the bucket's lifecycle rule (8 days) catches what it could not.
+pub fn job_artefact_key(tenant: &str, id: &str, name: &str) -> String {
+    format!("{BUNDLE_PREFIX}jobs/{tenant}/{id}/{name}.json")
+}
+
+/// A job's artefacts outlive none of its runs: the job ends within `MAX_JOB_TTL_SECS` and is
+/// kept that long again at most (the lifecycle rule's 8 days, for the folder).
+const JOB_ARTEFACT_MAX_AGE_SECS: u64 = 8 * 24 * 3600;
+
 fn valid_bundle_id(id: &str) -> bool {
     id.strip_prefix("bnd_").is_some_and(|h| !h.is_empty() && h.len() <= 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
 }
@@ -88,6 +100,10 @@ pub async fn sweep_expired(app: &App, principal: &Principal) {
     let max_age = std::time::Duration::from_secs(app.config.bundle_ttl_secs);
     if let Err(e) = app.bundles.sweep(&prefix, max_age).await {
         tracing::warn!(error = %e, "sweeping expired bundles failed");
+    }
+    let jobs = format!("{BUNDLE_PREFIX}jobs/{}/", tenant(principal));
+    if let Err(e) = app.bundles.sweep(&jobs, std::time::Duration::from_secs(JOB_ARTEFACT_MAX_AGE_SECS)).await {
+        tracing::warn!(error = %e, "sweeping abandoned job artefacts failed");
     }
 }
 

@@ -68,12 +68,16 @@ pub async fn handle(app: &App, delivery: &Delivery, deadline: Deadlines) -> Resu
         Err(e) => return Err(e.to_string()),
     };
     if job.state.is_final() {
+        if job.kind == JobKind::Import {
+            // Cancelled while queued: its copy of the bundle goes (idempotent).
+            import::cleanup(app, &job, 0).await;
+        }
         return Ok(());
     }
     let mut run = Run { app, job, deadline, claim: None };
     if delivery.receive_count > MAX_DELIVERIES {
         let why = format!("the worker failed on this job {} times; see the worker's log", delivery.receive_count - 1);
-        return run.finish(Err(Stop::Failed(ApiError::new(500, why)))).await;
+        return run.finish(Err(Stop::Failed(ApiError::new(500, why))), message.task).await;
     }
     let outcome = match message.task {
         JobTask::Run => match run.claim().await {
@@ -84,9 +88,8 @@ pub async fn handle(app: &App, delivery: &Delivery, deadline: Deadlines) -> Resu
             Err(stop) => Err(stop),
         },
         JobTask::Part { part } => import::part(&mut run, part).await,
-        JobTask::Finish => import::finish(&mut run).await,
     };
-    run.finish(outcome).await
+    run.finish(outcome, message.task).await
 }
 
 /// Where a task ended.
@@ -94,8 +97,10 @@ pub async fn handle(app: &App, delivery: &Delivery, deadline: Deadlines) -> Resu
 pub enum Outcome {
     /// The job is done: this is its result.
     Done(Value),
-    /// The job goes on in a fresh invocation from the checkpoint just saved.
+    /// The task goes on in a fresh invocation from the checkpoint just saved.
     Paused,
+    /// The job starts over in a fresh `Run` task (an import whose revision is gone).
+    Restart,
     /// This task's share is done; another task goes on (fanned-out parts).
     Handed,
 }
@@ -249,14 +254,23 @@ impl<'a> Run<'a> {
         Err(Stop::Retry(format!("job {} kept changing", self.job.id)))
     }
 
-    /// Records how the task ended: done, paused (and a fresh invocation asked for), cancelled or
-    /// failed (what it staged is dropped). `Err` hands the message back to the queue.
-    async fn finish(mut self, outcome: Result<Outcome, Stop>) -> Result<(), String> {
+    /// Records how the task ended: done, paused (and `task` sent again for a fresh invocation),
+    /// cancelled or failed (what it staged is dropped). `Err` hands the message back to the queue.
+    async fn finish(mut self, outcome: Result<Outcome, Stop>, task: JobTask) -> Result<(), String> {
+        let again = match &outcome {
+            Ok(Outcome::Paused) => Some(task),
+            Ok(Outcome::Restart) => Some(JobTask::Run),
+            _ => None,
+        };
         let (state, result, error) = match outcome {
-            Ok(Outcome::Handed) => return Ok(()),
-            Ok(Outcome::Paused) => {
-                self.release_claim().await.map_err(|e| format!("{e:?}"))?;
-                return enqueue(self.app, &self.job, JobTask::Run).await.map_err(|e| e.message);
+            Ok(Outcome::Handed | Outcome::Paused | Outcome::Restart) => {
+                if self.claim.is_some() {
+                    self.release_claim().await.map_err(|e| format!("{e:?}"))?;
+                }
+                return match again {
+                    Some(task) => enqueue(self.app, &self.job, task).await.map_err(|e| e.message),
+                    None => Ok(()),
+                };
             }
             Err(Stop::Retry(why)) => return Err(why),
             Ok(Outcome::Done(result)) => (JobState::Succeeded, Some(result), None),
@@ -274,6 +288,7 @@ impl<'a> Run<'a> {
             }
         }
         let app = self.app;
+        let epoch = import::epoch_of(self.state());
         self.update(|job| {
             if !job.state.is_final() {
                 end(app, job, state);
@@ -283,7 +298,11 @@ impl<'a> Run<'a> {
             }
         })
         .await
-        .map_err(|e| format!("{e:?}"))
+        .map_err(|e| format!("{e:?}"))?;
+        if self.job.kind == JobKind::Import {
+            import::cleanup(app, &self.job, epoch).await;
+        }
+        Ok(())
     }
 
     async fn release_claim(&mut self) -> Result<(), Stop> {
@@ -304,7 +323,10 @@ impl<'a> Run<'a> {
     }
 }
 
-fn forward(old: crate::store::jobs::Progress, new: crate::store::jobs::Progress) -> crate::store::jobs::Progress {
+pub(super) fn forward(
+    old: crate::store::jobs::Progress,
+    new: crate::store::jobs::Progress,
+) -> crate::store::jobs::Progress {
     use crate::store::jobs::{Counter, Progress};
     let max = |a: Counter, b: Counter| Counter { done: a.done.max(b.done), total: b.total.or(a.total) };
     Progress { tables: max(old.tables, new.tables), rows: max(old.rows, new.rows), bytes: max(old.bytes, new.bytes) }

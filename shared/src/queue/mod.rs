@@ -29,10 +29,8 @@ pub struct JobMessage {
 pub enum JobTask {
     /// Start or continue the job from its checkpoint.
     Run,
-    /// One part of a fanned-out import.
+    /// One part of a fanned-out import (the part that records the last chunk commits).
     Part { part: u32 },
-    /// Every part is done: make the job's work visible.
-    Finish,
 }
 
 #[async_trait]

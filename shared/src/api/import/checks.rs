@@ -159,8 +159,8 @@ pub(super) fn check_sync_limit(cost: u64, max: u64) -> Result<(), ApiError> {
     if cost > max {
         return Err(ApiError::too_large(format!(
             "This import writes {cost} rows, more than the synchronous path finishes within the HTTP API's 30 s \
-             (at most {max}). Send it as a job: POST /jarvispy/{{org}}/{{user}}/api/v1/workspaces/import-jobs, \
-             then poll GET /jarvispy/{{org}}/{{user}}/api/v1/workspaces/import-jobs/{{job_id}}. Nothing was written."
+             (at most {max}). Send the same request with \"async\": true to import it as a job, then poll \
+             GET /jarvispy/{{org}}/{{user}}/api/v1/workspaces/jobs/{{job_id}} (its status_url). Nothing was written."
         )));
     }
     Ok(())

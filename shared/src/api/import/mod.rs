@@ -94,11 +94,22 @@ pub(crate) struct ImportBody {
     workspace_id: Option<String>,
     scope: Option<String>,
     force_new_id: Option<bool>,
+    /// `true`: import as a job (202 with `{job_id, state, status_url}`).
+    #[serde(rename = "async")]
+    run_async: Option<bool>,
+}
+
+/// A checked request: what to import, where, from which `export_data`, and whether as a job.
+pub struct ReadRequest {
+    pub request: ImportRequest,
+    pub target: WsKey,
+    pub export_data: Value,
+    pub as_job: bool,
 }
 
 /// The request (400 when it is not what the route takes) and its `export_data`, with the
 /// target's key.
-pub fn read_request(principal: &Principal, body: &[u8]) -> Result<(ImportRequest, WsKey, Value), ApiError> {
+pub fn read_request(principal: &Principal, body: &[u8]) -> Result<ReadRequest, ApiError> {
     let input: ImportBody = body::parse(body)?;
     let workspace_id = body::required_text("workspace_id", input.workspace_id, 128)?;
     validate_workspace_id("workspace_id", &workspace_id)?;
@@ -109,8 +120,8 @@ pub fn read_request(principal: &Principal, body: &[u8]) -> Result<(ImportRequest
         .ok_or_else(|| ApiError::bad_request("export_data: required, the exported bundle"))?;
     let target = WsKey::new(principal.owner(scope), &workspace_id);
     let commit_id = commit_id(&target, body);
-    let req = ImportRequest { workspace_id, scope, force_new_id: input.force_new_id.unwrap_or(false), commit_id };
-    Ok((req, target, export_data))
+    let request = ImportRequest { workspace_id, scope, force_new_id: input.force_new_id.unwrap_or(false), commit_id };
+    Ok(ReadRequest { request, target, export_data, as_job: input.run_async == Some(true) })
 }
 
 /// The import's id: the target and the request's bytes.
@@ -137,7 +148,10 @@ pub fn source_of(app: &App, principal: &Principal, export_data: Value) -> Result
 }
 
 pub async fn import_tables(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
-    let (req, target, export_data) = read_request(principal, &call.body)?;
+    let ReadRequest { request: req, target, export_data, as_job } = read_request(principal, &call.body)?;
+    if as_job {
+        return crate::jobs::import::start(app, principal, call, req, export_data).await;
+    }
     let source = source_of(app, principal, export_data)?;
     let (req, target, source) = (&req, &target, source.as_ref());
     retry_on_conflict(app.store.as_ref(), target, move |snapshot| async move {

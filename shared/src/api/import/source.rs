@@ -81,8 +81,16 @@ impl BundleSource for StoredSource {
         let (size, stream) =
             self.bundles.open_stream(&self.key).await.map_err(|e| self.failed(e))?.ok_or_else(|| self.missing())?;
         if size > self.max_bytes {
+            let hint = if self.max_bytes < crate::jobs::import::MAX_JOB_BUNDLE_BYTES {
+                format!(
+                    "; send the same request with \"async\": true: an import job reads up to {} bytes",
+                    crate::jobs::import::MAX_JOB_BUNDLE_BYTES
+                )
+            } else {
+                String::new()
+            };
             return Err(ApiError::too_large(format!(
-                "Bundle '{}' is {size} bytes, more than the {} an import reads",
+                "Bundle '{}' is {size} bytes, more than the {} an import reads{hint}",
                 self.bundle_id, self.max_bytes
             )));
         }
