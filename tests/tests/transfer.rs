@@ -386,7 +386,7 @@ async fn force_new_id_renames_projects_and_their_tables(h: &Harness) {
 async fn imports_larger_than_the_synchronous_path_are_413(h: &Harness) {
     let c = Client::new(&h.app, "devorg", "devuser");
     let answer = import(&c, sample_bundle(), "ws_huge").await;
-    answer.assert_error(413, "import-jobs");
+    answer.assert_error(413, "\"async\": true");
     assert_nothing_written(h, &c, "ws_huge").await;
 }
 
