@@ -131,6 +131,7 @@ macro_rules! conformance {
             staging_aborted_leaves_nothing,
             staging_finished_twice_answers_one_revision,
             staging_finish_creates_the_workspace,
+            staging_finished_concurrently_answers_one_revision,
             staging_onto_a_table_of_another_owner_is_a_conflict,
             staging_five_thousand_rows_in_ten_pieces,
             staging_held_revision_reads_exactly_or_not_at_all,

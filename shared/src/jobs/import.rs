@@ -434,6 +434,10 @@ async fn commit(run: &mut Run<'_>, job: &Job, plan: &ImportPlan, state: &State) 
             if run.job.cancel_requested {
                 return Err(Stop::Cancelled);
             }
+            // Another part committed and recorded the end first: its answer stands.
+            if run.job.state.is_final() {
+                return Ok(Outcome::Handed);
+            }
             tracing::info!(job = %run.job.id, %why, "an import job's finish was refused");
             return Err(deleted(job));
         }

@@ -214,6 +214,25 @@ pub async fn staging_finish_creates_the_workspace(store: &dyn JobStore) {
     assert_eq!(snap_rows(now.as_ref(), "t", 10).await, keyed(&["a", "b"], 1));
 }
 
+/// A fanned-out import job's parts (or a task retried after its worker died) may finish the same
+/// staging at once: every finish answers the one revision it made, none fails, and it lands once.
+pub async fn staging_finished_concurrently_answers_one_revision(store: &dyn JobStore) {
+    let ws = w(&acme(), "ws_race");
+    begin(store, &ws, "job_9", &[("t", 3)]).await;
+    stage(store, &ws, "job_9", "t", keyed(&["a", "b", "c"], 1)).await;
+    let d = draft(&acme(), "ws_race", "Imported", "ann", &tick().await);
+    let f = StagedFinish { create_workspace: Some(d.clone()), ..finishing(0, vec![staged("t", 3)]) };
+    let finishes = (0..4).map(|_| store.finish_staging(&ws, "job_9", f.clone()));
+    let got: Vec<_> = futures::future::join_all(finishes).await;
+    let revs: Vec<u64> =
+        got.into_iter().map(|r| r.unwrap_or_else(|e| panic!("a concurrent finish failed: {e}"))).collect();
+    assert!(revs.iter().all(|r| *r == revs[0]), "one revision for all: {revs:?}");
+    let now = snap(store, &ws).await;
+    assert_eq!(now.revision(), revs[0], "it landed once");
+    assert_eq!(counts(now.tables()), [("t", 3)]);
+    assert_eq!(get(store, &acme(), "ws_race").await, Some(created(&d)));
+}
+
 pub async fn staging_onto_a_table_of_another_owner_is_a_conflict(store: &dyn JobStore) {
     let ws = w(&ann(), "ws_1");
     let base = commit(store, &ws, upserts("seed", vec![write("t", keyed(&["a"], 1))])).await;

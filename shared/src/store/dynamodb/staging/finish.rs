@@ -143,7 +143,22 @@ impl DynamoStore {
         }
     }
 
+    /// [`Self::finish_once`]; a refusal is checked against the pointer first: another finish
+    /// of the same staging (a fanned-out job's parts ending together, a task retried after its
+    /// worker died) may have flipped it meanwhile, and then this one answers that revision
+    /// rather than a conflict (its record already left PENDING, or the head it read is the new
+    /// workspace's).
     pub(super) async fn finish(&self, ws: &WsKey, id: &str, finish: StagedFinish) -> StoreResult<u64> {
+        match self.finish_once(ws, id, finish).await {
+            Err(StoreError::Conflict(why)) => match self.pointer(&ws.key(), id).await? {
+                Some(p) if p.state == COMMITTED => p.rev.ok_or_else(|| malformed("committed pointer without 'rev'")),
+                _ => Err(StoreError::Conflict(why)),
+            },
+            other => other,
+        }
+    }
+
+    async fn finish_once(&self, ws: &WsKey, id: &str, finish: StagedFinish) -> StoreResult<u64> {
         let txn = txn_of(id)?;
         // The last table of a name wins, as in a commit.
         let tables: BTreeMap<&str, &StagedTable> = finish.tables.iter().map(|t| (t.name.as_str(), t)).collect();
