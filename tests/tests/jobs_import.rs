@@ -152,6 +152,10 @@ async fn an_import_job_is_the_synchronous_import(backend: Backend, rows: usize, 
             let view = ann.get(Endpoint::GetJob, &format!("/workspaces/jobs/{job_id}")).await.ok().clone();
             assert_eq!(view["kind"], "import");
             assert_eq!(view["progress"]["rows"]["done"], view["progress"]["rows"]["total"]);
+            assert_eq!(
+                view["progress"]["bytes"]["done"], view["progress"]["bytes"]["total"],
+                "a job that ended is all done"
+            );
             answers.push(view["result"].clone());
             let parts = env.iter().find(|(k, _)| *k == "WORKSPACES_IMPORT_PART_CHUNKS").map_or(1, |_| 10);
             assert!(invocations > parts, "{invocations} invocations for {parts} parts");

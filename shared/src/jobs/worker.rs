@@ -292,6 +292,13 @@ impl<'a> Run<'a> {
         self.update(|job| {
             if !job.state.is_final() {
                 end(app, job, state);
+                if state == JobState::Succeeded {
+                    // All of it is done, whatever the counters measured on the way (an import's
+                    // bytes count rows, its total the whole bundle).
+                    for c in [&mut job.progress.tables, &mut job.progress.rows, &mut job.progress.bytes] {
+                        c.done = c.done.max(c.total.unwrap_or(0));
+                    }
+                }
                 job.result = result.clone();
                 job.error = error.clone();
                 job.checkpoint = None;
