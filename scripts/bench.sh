@@ -19,6 +19,6 @@ MOTO_PID=$!
 wait_http "http://127.0.0.1:$port/moto-api/" 60 "$MOTO_PID"
 target=${CARGO_TARGET_DIR:-$ROOT/target}
 [[ "$target" = /* ]] || target="$ROOT/$target"
-AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port" AWS_ENDPOINT_URL_S3="http://127.0.0.1:$port" \
+AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port" AWS_ENDPOINT_URL_S3="http://127.0.0.1:$port" AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$port" \
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
     "$target/release/bench" "$@"

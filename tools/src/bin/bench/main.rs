@@ -1,4 +1,5 @@
-//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws]`
+//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws] [--sections routes,jobs]
+//!   [--job-rows 1000000] [--job-rows-aws 20000]`
 //!
 //! Measures, in one run, import and export throughput of a synthetic platform-shaped workspace
 //! on each backend (SQLite + folder; DynamoDB + S3 on the local server `make bench` starts), and
@@ -16,6 +17,8 @@ use lambda_http::Body;
 use serde_json::{json, Value};
 use shared::routes::Endpoint;
 use shared::App;
+
+mod jobs;
 
 const ORG: &str = "bench";
 const USER: &str = "bench";
@@ -61,40 +64,113 @@ impl Phase {
 }
 
 fn parent(args: &[String]) -> Result<(), String> {
-    let rows: usize = flag(args, "--rows").map_or(Ok(200_000), |v| v.parse()).map_err(|_| "--rows: a number")?;
-    let small: usize = flag(args, "--small").map_or(Ok(10_000), |v| v.parse()).map_err(|_| "--small: a number")?;
+    let number = |name: &str, default: usize| {
+        flag(args, name).map_or(Ok(default), |v| v.parse()).map_err(|_| format!("{name}: a number"))
+    };
+    let rows = number("--rows", 200_000)?;
+    let small = number("--small", 10_000)?;
     let backends = flag(args, "--backends").unwrap_or_else(|| "embedded,aws".into());
+    let sections = flag(args, "--sections").unwrap_or_else(|| "routes,jobs".into());
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let tmp = std::env::temp_dir().join(format!("ws-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let sqs = std::env::var("AWS_ENDPOINT_URL_SQS").unwrap_or_default();
+    // A store, bundle place and jobs queue of its own per backend and tag.
+    let env_for = |backend: &str, tag: &str| -> Result<Vec<(String, String)>, String> {
+        match backend {
+            "embedded" => Ok(vec![
+                ("WORKSPACES_STORE".into(), format!("sqlite://{}", tmp.join(format!("{tag}.db")).display())),
+                ("WORKSPACES_BUNDLES".into(), format!("file://{}", tmp.join(tag).display())),
+                ("WORKSPACES_JOBS_QUEUE".into(), format!("sqlite://{}", tmp.join(format!("{tag}-queue.db")).display())),
+            ]),
+            "aws" => {
+                let name = format!("bench-{tag}-{}", std::process::id());
+                Ok(vec![
+                    ("WORKSPACES_STORE".into(), format!("dynamodb://{name}")),
+                    ("WORKSPACES_BUNDLES".into(), format!("s3://{name}/bundles")),
+                    // moto's queue URLs: <endpoint>/<its default account>/<name>.
+                    ("WORKSPACES_JOBS_QUEUE".into(), format!("{}/123456789012/{name}", sqs.trim_end_matches('/'))),
+                ])
+            }
+            other => Err(format!("--backends: unknown backend '{other}' (embedded, aws)")),
+        }
+    };
+    let backends: Vec<&str> = backends.split(',').map(str::trim).filter(|b| !b.is_empty()).collect();
 
-    let mut results: Vec<(String, usize, Phase, Phase, Phase)> = Vec::new();
-    for backend in backends.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-        for &n in &[small, rows] {
-            let tag = format!("{backend}-{n}");
-            let env: Vec<(String, String)> = match backend {
-                "embedded" => vec![
-                    ("WORKSPACES_STORE".into(), format!("sqlite://{}", tmp.join(format!("{tag}.db")).display())),
-                    ("WORKSPACES_BUNDLES".into(), format!("file://{}", tmp.join(&tag).display())),
-                ],
-                "aws" => {
-                    let name = format!("bench-{n}-{}", std::process::id());
-                    vec![
-                        ("WORKSPACES_STORE".into(), format!("dynamodb://{name}")),
-                        ("WORKSPACES_BUNDLES".into(), format!("s3://{name}/bundles")),
-                    ]
-                }
-                other => return Err(format!("--backends: unknown backend '{other}' (embedded, aws)")),
+    if sections.contains("routes") {
+        let mut results: Vec<(String, usize, Phase, Phase, Phase)> = Vec::new();
+        for &backend in &backends {
+            for &n in &[small, rows] {
+                let env = env_for(backend, &n.to_string())?;
+                let import = run_child(&exe, &env, "import", n, &format!("{backend}: import {n} rows"))?;
+                let export = run_child(&exe, &env, "export", n, &format!("{backend}: export {n} rows"))?;
+                let one = run_child(&exe, &env, "one", n, &format!("{backend}: import 1 row beside {n}"))?;
+                results.push((backend.to_owned(), n, import, export, one));
+            }
+        }
+        report(&results, rows, small);
+    }
+    if sections.contains("jobs") {
+        let mut lines = Vec::new();
+        for &backend in &backends {
+            // moto walks every item of a table on each Query and keeps S3 in memory: on it the
+            // jobs section runs small and shows counts, not speed.
+            // moto's 20k-row job runs in parts as small as the tests force (at least 10).
+            let plan = match backend {
+                "aws" => jobs::Plan {
+                    memory_mb: vec![1, 10],
+                    job_rows: number("--job-rows-aws", 20_000)?,
+                    chunk_rows: Some(500),
+                    part_chunks: Some(4),
+                },
+                _ => jobs::Plan {
+                    memory_mb: vec![10, 500],
+                    job_rows: number("--job-rows", 1_000_000)?,
+                    chunk_rows: None,
+                    part_chunks: None,
+                },
             };
-            let import = run_child(&exe, &env, "import", n, &format!("{backend}: import {n} rows"))?;
-            let export = run_child(&exe, &env, "export", n, &format!("{backend}: export {n} rows"))?;
-            let one = run_child(&exe, &env, "one", n, &format!("{backend}: import 1 row beside {n}"))?;
-            results.push((backend.to_owned(), n, import, export, one));
+            let env = |tag: &str| env_for(backend, tag).unwrap_or_default();
+            lines.extend(jobs::section(&exe, backend, &env, &plan)?);
+        }
+        println!("\nImport jobs (the worker's code, fed from the backend's own queue):\n\n{}", jobs::HEADER);
+        for line in lines.iter().filter(|l| !l.starts_with("ratio |")) {
+            println!("{line}");
+        }
+        println!("\nRatios (same run):");
+        for line in lines.iter().filter_map(|l| l.strip_prefix("ratio | ")) {
+            println!("- {line}");
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    report(&results, rows, small);
     Ok(())
+}
+
+/// Runs one child phase (`--child <args>`) with `env`, a spinner labelled `label` meanwhile;
+/// answers the JSON line it printed last.
+fn run_phase(exe: &std::path::Path, env: &[(String, String)], args: &[String], label: &str) -> Result<Value, String> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").map_err(|e| e.to_string())?);
+    bar.set_message(label.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let out = child_command(exe, env, args).output().map_err(|e| format!("starting {label}: {e}"))?;
+    bar.finish_and_clear();
+    if !out.status.success() {
+        return Err(format!("{label} failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let last = line.lines().rfind(|l| !l.contains("\"tick\"")).unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| format!("{label}: {e}"))
+}
+
+fn child_command(exe: &std::path::Path, env: &[(String, String)], args: &[String]) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("--child")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("WORKSPACES_JWT_SECRET", SECRET)
+        .env("RUST_LOG", std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()));
+    cmd
 }
 
 fn run_child(
@@ -104,24 +180,7 @@ fn run_child(
     rows: usize,
     label: &str,
 ) -> Result<Phase, String> {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").map_err(|e| e.to_string())?);
-    bar.set_message(label.to_owned());
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let out = Command::new(exe)
-        .args(["--child", phase, "--rows", &rows.to_string()])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("WORKSPACES_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .output()
-        .map_err(|e| format!("starting {phase}: {e}"))?;
-    bar.finish_and_clear();
-    if !out.status.success() {
-        return Err(format!("{label} failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    let v: Value =
-        serde_json::from_str(line.lines().last().unwrap_or_default()).map_err(|e| format!("{label}: {e}"))?;
+    let v = run_phase(exe, env, &[phase.to_owned(), "--rows".into(), rows.to_string()], label)?;
     let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
     let p = Phase {
         rows: f("rows"),
@@ -202,9 +261,36 @@ fn peak_kb() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// What every child phase works with: the app on the child's configuration, the bench user's
+/// token and principal.
+pub struct Child {
+    app: std::sync::Arc<App>,
+    token: String,
+    principal: shared::model::Principal,
+}
+
+impl Child {
+    /// A POST through the real HTTP edge (`http::serve`): status and envelope.
+    async fn call(&self, endpoint: Endpoint, path: &str, body: Value) -> Result<(u16, Value), String> {
+        let req = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri(format!("http://127.0.0.1:9000/jarvispy/{ORG}/{USER}/api/v1{path}"))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("host", "127.0.0.1:9000")
+            .body(Body::Text(body.to_string()))
+            .map_err(|e| e.to_string())?;
+        let resp = shared::http::serve(&self.app, endpoint, req).await.map_err(|e| e.to_string())?;
+        let text = match resp.body() {
+            Body::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text:.200}"))?;
+        Ok((resp.status().as_u16(), answer))
+    }
+}
+
 async fn child(args: &[String]) -> Result<(), String> {
     let phase = args.first().cloned().unwrap_or_default();
-    let rows: usize = flag(args, "--rows").and_then(|v| v.parse().ok()).ok_or("--rows")?;
     // On DynamoDB every request goes through the counting proxy, so the phase's requests and
     // items are reported beside its time.
     let dynamodb = std::env::var("WORKSPACES_STORE").is_ok_and(|s| s.starts_with("dynamodb://"));
@@ -219,76 +305,89 @@ async fn child(args: &[String]) -> Result<(), String> {
     };
     let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
     shared::app::provision_local(&config).await.map_err(|e| e.to_string())?;
-    let app = App::from_config(config).await.map_err(|e| e.to_string())?;
+    let app = std::sync::Arc::new(App::from_config(config).await.map_err(|e| e.to_string())?);
     let token = shared::auth::mint_hs256(SECRET, ORG, USER, "user", 3600)?;
     let principal = shared::auth::Verifier::from_config(&app.config.jwt)
         .map_err(|e| e.to_string())?
         .verify(&token)
         .map_err(|e| e.message)?;
-    let (endpoint, path, body, bytes) = match phase.as_str() {
+    let c = Child { app, token, principal };
+    let proxy = proxy.map(std::sync::Arc::new);
+    if let Some(proxy) = &proxy {
+        proxy.reset();
+        // With --ticks, the counts so far every half second: what a process killed mid-phase
+        // had done is the last tick its parent read.
+        if args.iter().any(|a| a == "--ticks") {
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let t = proxy.snapshot().total();
+                    println!("{}", json!({"tick": true, "requests": t.requests, "written": t.written}));
+                }
+            });
+        }
+    }
+    let mut out = match phase.as_str() {
+        "import" | "export" | "one" => route_phase(&c, &phase, args).await?,
+        "stage" => jobs::stage(&c, args).await?,
+        "job-start" => jobs::start(&c, args).await?,
+        "job-work" => jobs::work(&c, args).await?,
+        other => return Err(format!("unknown phase {other}")),
+    };
+    let counts = proxy.as_ref().map(|p| p.snapshot().total()).unwrap_or_default();
+    out["phase"] = json!(phase);
+    out["peak_kb"] = json!(peak_kb());
+    out["requests"] = json!(counts.requests);
+    out["written"] = json!(counts.written);
+    out["read"] = json!(counts.read);
+    println!("{out}");
+    Ok(())
+}
+
+/// The synchronous routes' phases: import (a staged bundle by id), export, one more row.
+async fn route_phase(c: &Child, phase: &str, args: &[String]) -> Result<Value, String> {
+    let rows: usize = flag(args, "--rows").and_then(|v| v.parse().ok()).ok_or("--rows")?;
+    let (endpoint, path, body, bytes) = match phase {
         "import" => {
             // Larger than a request body: staged in the bundle store and imported by id.
             let bundle = serde_json::to_vec(&synthetic_bundle(rows)).map_err(|e| e.to_string())?;
             let id = shared::api::bundles::new_bundle_id();
-            let key = shared::api::bundles::bundle_key(&shared::api::bundles::tenant(&principal), &id);
-            let mut up = app.bundles.create_upload(&key).await.map_err(|e| e.to_string())?;
+            let key = shared::api::bundles::bundle_key(&shared::api::bundles::tenant(&c.principal), &id);
+            let mut up = c.app.bundles.create_upload(&key).await.map_err(|e| e.to_string())?;
             up.write(&bundle).await.map_err(|e| e.to_string())?;
             up.finish().await.map_err(|e| e.to_string())?;
             let body = json!({"export_data": {"bundle_id": id}, "workspace_id": "ws_bench", "scope": "user"});
-            (Endpoint::ImportTables, "/workspaces/import-tables".to_owned(), body, bundle.len())
+            (Endpoint::ImportTables, "/workspaces/import-tables", body, bundle.len())
         }
-        "export" => {
-            (Endpoint::ExportTables, "/workspaces/ws_bench/export-tables".to_owned(), json!({"scope": "user"}), 0)
-        }
+        "export" => (Endpoint::ExportTables, "/workspaces/ws_bench/export-tables", json!({"scope": "user"}), 0),
         // One new row into the workspace the import filled: what it writes must not grow with it.
-        "one" => {
+        _ => {
             let schema = json!([{"name": "datasource_id", "type": "text", "nullable": "NO", "default": null},
                                 {"name": "password", "type": "text", "nullable": "YES", "default": null}]);
             let bundle = json!({"workspace_id": "ws_bench", "projects": {}, "tables": {
                 "datasources_ws_bench": {"schema": schema, "data": [{"datasource_id": "one-more", "password": "pw"}]}}});
             let body = json!({"export_data": bundle, "workspace_id": "ws_bench", "scope": "user"});
-            (Endpoint::ImportTables, "/workspaces/import-tables".to_owned(), body, 0)
+            (Endpoint::ImportTables, "/workspaces/import-tables", body, 0)
         }
-        other => return Err(format!("unknown phase {other}")),
     };
-    let req = lambda_http::http::Request::builder()
-        .method("POST")
-        .uri(format!("http://127.0.0.1:9000/jarvispy/{ORG}/{USER}/api/v1{path}"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("host", "127.0.0.1:9000")
-        .body(Body::Text(body.to_string()))
-        .map_err(|e| e.to_string())?;
-    if let Some(proxy) = &proxy {
-        proxy.reset();
-    }
     let started = Instant::now();
-    let resp = shared::http::serve(&app, endpoint, req).await.map_err(|e| e.to_string())?;
+    let (status, answer) = c.call(endpoint, path, body).await?;
     let secs = started.elapsed().as_secs_f64();
-    let counts = proxy.as_ref().map(|p| p.snapshot().total()).unwrap_or_default();
-    let text = match resp.body() {
-        Body::Text(t) => t.clone(),
-        _ => String::new(),
-    };
-    let answer: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    if resp.status() != 200 {
-        return Err(format!("{phase}: {} {}", resp.status(), answer["message"]));
+    if status != 200 {
+        return Err(format!("{phase}: {status} {}", answer["message"]));
     }
-    let (rows_done, bytes) = match phase.as_str() {
+    let (rows_done, bytes) = match phase {
         "import" | "one" => {
             let s = &answer["data"]["summary"];
             (s["rows_inserted"].as_f64().unwrap_or(0.0) + s["rows_updated"].as_f64().unwrap_or(0.0), bytes as f64)
         }
         _ => (
             answer["data"]["summary"]["total_rows"].as_f64().unwrap_or(0.0),
-            answer["data"]["bundle"]["size"].as_f64().unwrap_or(text.len() as f64),
+            answer["data"]["bundle"]["size"].as_f64().unwrap_or(answer.to_string().len() as f64),
         ),
     };
-    println!(
-        "{}",
-        json!({"phase": phase, "rows": rows_done, "secs": secs, "bytes": bytes, "peak_kb": peak_kb(),
-               "requests": counts.requests, "written": counts.written, "read": counts.read})
-    );
-    Ok(())
+    Ok(json!({"rows": rows_done, "secs": secs, "bytes": bytes}))
 }
 
 /// A workspace shaped like the platform's sample: `PROJECTS` projects, each with concepts and
