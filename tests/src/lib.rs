@@ -94,6 +94,15 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
 }
 
 impl Harness {
+    /// Every file under `under` of the bundle folder (embedded harnesses only), to show what a
+    /// job left behind.
+    pub fn bundle_files(&self, under: &str) -> Vec<std::path::PathBuf> {
+        match &self.app.config.bundles {
+            shared::config::BundlesUrl::Folder(root) => files_under(&root.join(under)),
+            other => panic!("not a bundle folder: {other:?}"),
+        }
+    }
+
     /// [`work_job`] on this harness's app and queue.
     pub async fn work_job(
         &self,
@@ -388,4 +397,18 @@ pub fn projects_table(rows: &[(&str, &str, &str)]) -> Value {
         ],
         "data": data,
     })
+}
+
+/// Every file under `dir`, at any depth (none when it does not exist).
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

@@ -306,25 +306,8 @@ async fn a_cancelled_export_leaves_nothing() {
     assert_eq!(job.state, JobState::Cancelled);
     assert!(job.result.is_none());
     // No bundle, no half-written upload left in the folder.
-    let root = match &h.app.config.bundles {
-        shared::config::BundlesUrl::Folder(root) => root.clone(),
-        other => panic!("{other:?}"),
-    };
-    let files: Vec<_> = walk(&root);
+    let files = h.bundle_files("");
     assert!(files.is_empty(), "left behind: {files:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[tokio::test]

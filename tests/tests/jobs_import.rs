@@ -237,26 +237,6 @@ async fn a_killed_import_worker_resumes_exactly_aws() {
     a_killed_import_worker_resumes_exactly(Backend::Aws, 2_000).await;
 }
 
-fn folder_root(h: &Harness) -> std::path::PathBuf {
-    match &h.app.config.bundles {
-        shared::config::BundlesUrl::Folder(root) => root.clone(),
-        other => panic!("{other:?}"),
-    }
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 /// Cancelled between two chunks (some rows already staged): none of them becomes visible, and
 /// the job's plan and its copy of the inline bundle are gone.
 #[tokio::test]
@@ -279,7 +259,7 @@ async fn a_cancelled_import_leaves_nothing() {
     assert_eq!(job.state, JobState::Cancelled);
     assert!(job.result.is_none());
     assert_same(&normalized(exported(&h, &ann, "ws_1").await), &normalized(before));
-    let left: Vec<_> = files_under(&folder_root(&h).join("bundles/jobs"));
+    let left: Vec<_> = h.bundle_files("bundles/jobs");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -407,13 +387,13 @@ async fn an_import_job_is_refused_or_found_as_the_route_would() {
     let one = started(&import(&ann, "ws_2", inline.clone(), true).await);
     assert_eq!(import(&ann, "ws_2", inline, true).await.data()["job_id"], one.as_str());
     // The second request's copy of the inline bundle is dropped: one copy, the job's.
-    let copies = files_under(&folder_root(&h).join("bundles/jobs"));
+    let copies = h.bundle_files("bundles/jobs");
     assert_eq!(copies.len(), 1, "{copies:?}");
     eve.get(Endpoint::GetJob, &format!("/workspaces/jobs/{one}")).await.assert_error(404, "not found");
     for id in [&first, &one] {
         let (job, _) = work(&h, &owner(&ann), id, 1, Duration::from_secs(60), 5).await;
         assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     }
-    let left = files_under(&folder_root(&h).join("bundles/jobs"));
+    let left = h.bundle_files("bundles/jobs");
     assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::config::{parse_queue_url, QueueUrl};
-use shared::queue::{local::LocalQueue, sqs::SqsQueue, QueueReceiver};
+use shared::config::parse_queue_url;
+use shared::queue::QueueReceiver;
 
 struct Args {
     invoke: String,
@@ -53,13 +53,8 @@ fn args() -> Result<Args, String> {
 
 async fn receiver() -> Result<Arc<dyn QueueReceiver>, String> {
     let raw = std::env::var("WORKSPACES_JOBS_QUEUE").unwrap_or_else(|_| shared::config::DEFAULT_JOBS_QUEUE.into());
-    Ok(match parse_queue_url(&raw).map_err(|e| e.to_string())? {
-        QueueUrl::Sqlite(path) => Arc::new(LocalQueue::open(&path).map_err(|e| e.to_string())?),
-        QueueUrl::Sqs(url) => {
-            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-            Arc::new(SqsQueue::new(&sdk, url))
-        }
-    })
+    let url = parse_queue_url(&raw).map_err(|e| e.to_string())?;
+    shared::queue::receiver(&url).await.map_err(|e| e.to_string())
 }
 
 /// One invocation of the worker through the invoke endpoint; its answer is the SQS batch response.

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shared::model::Scope;
-use shared::queue::QueueReceiver;
 use shared::routes::Endpoint;
-use shared::App;
 
 use super::{flag, Child};
 
@@ -108,7 +106,7 @@ pub async fn work(c: &Child, args: &[String]) -> Result<Value, String> {
     let job_id = flag(args, "--job").ok_or("--job")?;
     let workers: usize = flag(args, "--workers").and_then(|v| v.parse().ok()).unwrap_or(1);
     let left = Duration::from_secs(flag(args, "--left-secs").and_then(|v| v.parse().ok()).unwrap_or(840));
-    let receiver = receiver(&c.app).await?;
+    let receiver = shared::queue::receiver(&c.app.config.jobs_queue).await.map_err(|e| e.to_string())?;
     let owner = c.principal.owner(Scope::User);
     let done = Arc::new(AtomicBool::new(false));
     let invocations = Arc::new(AtomicUsize::new(0));
@@ -152,19 +150,6 @@ pub async fn work(c: &Child, args: &[String]) -> Result<Value, String> {
         return Err(format!("job {job_id} {state}: {:?}", job.error));
     }
     Ok(json!({"rows": rows, "secs": secs, "invocations": invocations.load(Ordering::Relaxed), "state": state}))
-}
-
-/// The queue `WORKSPACES_JOBS_QUEUE` names, to take messages from as the event source mapping does.
-async fn receiver(app: &App) -> Result<Arc<dyn QueueReceiver>, String> {
-    Ok(match &app.config.jobs_queue {
-        shared::config::QueueUrl::Sqlite(path) => {
-            Arc::new(shared::queue::local::LocalQueue::open(path).map_err(|e| e.to_string())?)
-        }
-        shared::config::QueueUrl::Sqs(url) => {
-            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-            Arc::new(shared::queue::sqs::SqsQueue::new(&sdk, url.clone()))
-        }
-    })
 }
 
 /// What the jobs section runs on one backend.
