@@ -397,3 +397,56 @@ async fn an_import_job_is_refused_or_found_as_the_route_would() {
     let left = h.bundle_files("bundles/jobs");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// An import job ends once: when its commit has begun (and that worker died), a task that keeps
+/// coming back and a cancel asked for meanwhile do not abort the staging under it; the next
+/// delivery finishes the commit, every row visible.
+#[tokio::test]
+async fn a_commit_under_way_is_finished_not_abandoned() {
+    use lambda_http::aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+    let env = [("WORKSPACES_IMPORT_CHUNK_ROWS", "500")];
+    let h = harness(Backend::Embedded, "jobs_import_committing", &env).await.expect("embedded");
+    let ann = Client::new(&h.app, "acme", "ann");
+    let job_id = started(&import(&ann, "ws_1", facts_bundle("ws_1", 0..1_500, 70), true).await);
+    // Short invocations record a chunk each and pause: stop once every chunk is recorded.
+    for _ in 0..20 {
+        let job = h.app.jobs.get_job(&owner(&ann), &job_id).await.expect("get").expect("job");
+        if job.progress.rows.total.is_some_and(|t| t == job.progress.rows.done) {
+            break;
+        }
+        assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_millis(10)).await, 1);
+    }
+    let mut job = h.app.jobs.get_job(&owner(&ann), &job_id).await.expect("get").expect("job");
+    assert_eq!(job.state, JobState::Running, "{:?}", job.error);
+    assert_eq!(job.progress.rows.total, Some(job.progress.rows.done), "every chunk recorded");
+    // As the commit step records it before its finish, whose worker then died.
+    if let Some(checkpoint) = job.checkpoint.as_mut() {
+        checkpoint["run"]["committing"] = json!(true);
+    }
+    h.app.jobs.update_job(&job).await.expect("marking the commit begun");
+    ann.post(Endpoint::CancelJob, &format!("/workspaces/jobs/{job_id}/cancel"), json!({})).await.ok();
+
+    // A delivery past the limit, which would otherwise fail the job.
+    let message = shared::queue::JobMessage {
+        org: "acme".into(),
+        user: "ann".into(),
+        job_id: job_id.clone(),
+        task: shared::queue::JobTask::Run,
+    };
+    let mut record = SqsMessage::default();
+    record.message_id = Some("again".into());
+    record.body = Some(serde_json::to_string(&message).expect("message"));
+    record.attributes.insert("ApproximateReceiveCount".into(), "9".into());
+    let mut event = SqsEvent::default();
+    event.records = vec![record];
+    let answer = shared::jobs::lambda::handle_event(&h.app, event, Duration::from_secs(60)).await;
+    assert!(answer.batch_item_failures.is_empty(), "it finished the commit: {answer:?}");
+
+    let (job, _) = work(&h, &owner(&ann), &job_id, 1, Duration::from_secs(60), 10).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let inserted = job.result.as_ref().and_then(|r| r["summary"]["rows_inserted"].as_u64());
+    assert_eq!(inserted, job.progress.rows.total, "every row of the bundle, once");
+    let ws = exported(&h, &ann, "ws_1").await;
+    let facts = &ws["projects"]["p1"]["tables"]["facts_ws_1"]["data"];
+    assert_eq!(facts.as_array().map(Vec::len), Some(1_500), "every row visible");
+}

@@ -123,6 +123,11 @@ struct State {
     rows_done: u64,
     bytes_done: u64,
     totals: Totals,
+    /// Set (by compare-and-set) before the finish begins: from then on the commit decides how
+    /// the job ends, and a task failing or cancelled meanwhile defers to it rather than aborting
+    /// the staging under it (see `worker::Run::finish`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    committing: bool,
 }
 
 /// Chunks `next..end` of the plan are still to do.
@@ -310,6 +315,7 @@ async fn begin(run: &mut Run<'_>, job: &Job, epoch: u32, existed: bool) -> Resul
         tallies: Tallies::new(&plan),
         rows_done: 0,
         bytes_done: 0,
+        committing: false,
         totals: Totals {
             tables: plan.tables.len() as u64,
             rows: plan.chunks.iter().map(|c| c.rows).sum(),
@@ -339,13 +345,7 @@ async fn work(run: &mut Run<'_>, job: &Job, k: usize) -> Result<Outcome, Stop> {
     let app = run.app;
     let Saved::At(state) = saved(run)? else { return Ok(Outcome::Handed) };
     let epoch = state.epoch;
-    let plan: ImportPlan = {
-        let key = job.plan_key(&run.job.id, epoch);
-        let bytes = app.bundles.get(&key, MAX_PLAN_BYTES).await?;
-        let Some(bytes) = bytes else { return gone_or(run, epoch, "its plan is gone").await };
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Stop::Failed(ApiError::internal(format!("job {}: its plan does not read: {e}", run.job.id))))?
-    };
+    let Some(plan) = load_plan(run, job, epoch).await? else { return gone_or(run, epoch, "its plan is gone").await };
     let has_chunks = state.parts.get(k).is_some_and(|p| p.next < p.end);
     if has_chunks {
         let Some(snapshot) = app.job_tables.snapshot_at(&job.ws, state.rev).await? else {
@@ -384,6 +384,26 @@ async fn work(run: &mut Run<'_>, job: &Job, k: usize) -> Result<Outcome, Stop> {
     commit(run, job, &plan, &state).await
 }
 
+/// The plan of `epoch`, as its `Run` task stored it (`None`: gone).
+async fn load_plan(run: &Run<'_>, job: &Job, epoch: u32) -> Result<Option<ImportPlan>, Stop> {
+    let Some(bytes) = run.app.bundles.get(&job.plan_key(&run.job.id, epoch), MAX_PLAN_BYTES).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Stop::Failed(ApiError::internal(format!("job {}: its plan does not read: {e}", run.job.id))))
+}
+
+/// Any task of a job whose commit has begun: it finishes that commit.
+pub async fn resume_commit(run: &mut Run<'_>) -> Result<Outcome, Stop> {
+    let job = Job::of(run)?;
+    let Saved::At(state) = saved(run)? else { return Ok(Outcome::Handed) };
+    let Some(plan) = load_plan(run, &job, state.epoch).await? else {
+        return gone_or(run, state.epoch, "its plan is gone").await;
+    };
+    commit(run, &job, &plan, &state).await
+}
+
 /// Records chunk `chunk` of part `k`: its tally counts only while it is the part's next chunk
 /// (a chunk written twice is recorded once). A cancel stops the job here.
 async fn record(
@@ -399,19 +419,20 @@ async fn record(
         if job.cancel_requested || job.state.is_final() {
             return;
         }
-        let Some(Value::Object(checkpoint)) = job.checkpoint.as_mut() else { return };
-        let Some(mut state) = checkpoint.get("run").and_then(|v| serde_json::from_value::<State>(v.clone()).ok())
-        else {
-            return;
-        };
-        let Some(part) = state.parts.get_mut(k).filter(|p| state.epoch == epoch && p.next == chunk) else { return };
-        part.next += 1;
-        state.tallies.add(tally);
-        state.rows_done += rows;
-        state.bytes_done += bytes;
-        job.progress = super::worker::forward(job.progress, state.progress());
-        if let Ok(value) = serde_json::to_value(&state) {
-            checkpoint.insert("run".into(), value);
+        let mut progress = None;
+        edit_state(job, |state| {
+            let Some(part) = state.parts.get_mut(k).filter(|p| p.next == chunk) else { return };
+            if state.epoch != epoch {
+                return;
+            }
+            part.next += 1;
+            state.tallies.add(tally);
+            state.rows_done += rows;
+            state.bytes_done += bytes;
+            progress = Some(state.progress());
+        });
+        if let Some(p) = progress {
+            job.progress = super::worker::forward(job.progress, p);
         }
     })
     .await?;
@@ -426,15 +447,32 @@ async fn record(
 async fn commit(run: &mut Run<'_>, job: &Job, plan: &ImportPlan, state: &State) -> Result<Outcome, Stop> {
     let app = run.app;
     let (staged, reply) = finish(plan, &state.tallies)?;
+    // Exclusive with a failure or cancel recording the end first (both are compare-and-set on
+    // the record): whichever lands first decides.
+    let epoch = state.epoch;
+    run.update(|job| {
+        if job.state.is_final() || job.cancel_requested {
+            return;
+        }
+        edit_state(job, |s| {
+            if s.epoch == epoch {
+                s.committing = true;
+            }
+        });
+    })
+    .await?;
+    if run.job.state.is_final() {
+        return Ok(Outcome::Handed);
+    }
+    if !committing(&run.job) {
+        return if run.job.cancel_requested { Err(Stop::Cancelled) } else { Ok(Outcome::Handed) };
+    }
     let staging = job.staging(&run.job.id, state.epoch);
     match app.job_tables.finish_staging(&job.ws, &staging, staged).await {
         Ok(_) => {}
         Err(StoreError::Conflict(why)) => {
+            // Nothing aborts a committing staging: a refusal is the workspace's delete.
             run.reload().await?;
-            if run.job.cancel_requested {
-                return Err(Stop::Cancelled);
-            }
-            // Another part committed and recorded the end first: its answer stands.
             if run.job.state.is_final() {
                 return Ok(Outcome::Handed);
             }
@@ -518,6 +556,24 @@ pub async fn cleanup(app: &App, job: &crate::store::jobs::JobRecord, epoch: u32)
     if found.bundle.owned {
         let _ = app.bundles.delete(&found.bundle.key).await;
     }
+}
+
+/// Changes the job's saved state in place (nothing when it has none, or one of a restart).
+fn edit_state(job: &mut crate::store::jobs::JobRecord, change: impl FnOnce(&mut State)) {
+    let Some(Value::Object(checkpoint)) = job.checkpoint.as_mut() else { return };
+    let Some(mut state) = checkpoint.get("run").and_then(|v| serde_json::from_value::<State>(v.clone()).ok()) else {
+        return;
+    };
+    change(&mut state);
+    if let Ok(value) = serde_json::to_value(&state) {
+        checkpoint.insert("run".into(), value);
+    }
+}
+
+/// The job's commit has begun (see [`State::committing`]).
+pub fn committing(job: &crate::store::jobs::JobRecord) -> bool {
+    let run = job.checkpoint.as_ref().and_then(|c| c.get("run"));
+    run.and_then(|r| r.get("committing")).and_then(Value::as_bool).unwrap_or(false)
 }
 
 /// The epoch a checkpoint's state is at (for [`cleanup`]).

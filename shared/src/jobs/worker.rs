@@ -75,6 +75,14 @@ pub async fn handle(app: &App, delivery: &Delivery, deadline: Deadlines) -> Resu
         return Ok(());
     }
     let mut run = Run { app, job, deadline, claim: None };
+    // Once an import's commit has begun it decides how the job ends: whatever this task was
+    // (its worker may have died mid-finish), it finishes that commit (idempotent), never fails
+    // or cancels the job under it.
+    if run.job.kind == JobKind::Import && import::committing(&run.job) {
+        let outcome = import::resume_commit(&mut run).await;
+        return run.finish(outcome, message.task).await;
+    }
+    // A message that keeps coming back fails its job.
     if delivery.receive_count > MAX_DELIVERIES {
         let why = format!("the worker failed on this job {} times; see the worker's log", delivery.receive_count - 1);
         return run.finish(Err(Stop::Failed(ApiError::new(500, why))), message.task).await;
@@ -277,20 +285,15 @@ impl<'a> Run<'a> {
             Err(Stop::Cancelled) => (JobState::Cancelled, None, None),
             Err(Stop::Failed(e)) => (JobState::Failed, None, Some(JobFailure { status: e.status, message: e.message })),
         };
-        if state != JobState::Succeeded {
-            let abandoned = match self.job.kind {
-                JobKind::Export => export::abandon(&self).await,
-                JobKind::Import => import::abandon(&self).await,
-            };
-            if let Err(e) = abandoned {
-                // Nothing of it is visible either way; what is left is swept by expiry.
-                tracing::warn!(job = %self.job.id, error = ?e, "cleaning up after a job failed");
-            }
-        }
         let app = self.app;
         let epoch = import::epoch_of(self.state());
+        // What the job had under way, for the cleanup below (the end clears the checkpoint).
+        let before = self.job.clone();
+        // The end is recorded before anything is dropped: an import whose commit has begun
+        // ends by that commit, so a failure or cancel meanwhile defers to it (import::commit).
+        let defers = |job: &JobRecord| state != JobState::Succeeded && import::committing(job);
         self.update(|job| {
-            if !job.state.is_final() {
+            if !job.state.is_final() && !defers(job) {
                 end(app, job, state);
                 if state == JobState::Succeeded {
                     // All of it is done, whatever the counters measured on the way (an import's
@@ -306,6 +309,21 @@ impl<'a> Run<'a> {
         })
         .await
         .map_err(|e| format!("{e:?}"))?;
+        if !self.job.state.is_final() {
+            return Err(format!("job {}: its commit is under way; this task ({state:?}) defers to it", self.job.id));
+        }
+        if self.job.state != JobState::Succeeded {
+            let ended = std::mem::replace(&mut self.job, before);
+            let abandoned = match ended.kind {
+                JobKind::Export => export::abandon(&self).await,
+                JobKind::Import => import::abandon(&self).await,
+            };
+            self.job = ended;
+            if let Err(e) = abandoned {
+                // Nothing of it is visible either way; what is left is swept by expiry.
+                tracing::warn!(job = %self.job.id, error = ?e, "cleaning up after a job failed");
+            }
+        }
         if self.job.kind == JobKind::Import {
             import::cleanup(app, &self.job, epoch).await;
         }
