@@ -105,7 +105,7 @@ pub async fn start(c: &Child, args: &[String]) -> Result<Value, String> {
 pub async fn work(c: &Child, args: &[String]) -> Result<Value, String> {
     let job_id = flag(args, "--job").ok_or("--job")?;
     let workers: usize = flag(args, "--workers").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let left = Duration::from_secs(flag(args, "--left-secs").and_then(|v| v.parse().ok()).unwrap_or(840));
+    let left = Duration::from_secs(flag(args, "--left-secs").and_then(|v| v.parse().ok()).unwrap_or(120));
     let receiver = shared::queue::receiver(&c.app.config.jobs_queue).await.map_err(|e| e.to_string())?;
     let owner = c.principal.owner(Scope::User);
     let done = Arc::new(AtomicBool::new(false));
@@ -116,11 +116,12 @@ pub async fn work(c: &Child, args: &[String]) -> Result<Value, String> {
         let (app, receiver, done, invocations) = (c.app.clone(), receiver.clone(), done.clone(), invocations.clone());
         set.spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                // A message a worker hands back (the job claimed by another) comes again after 1 s.
+                // As the template sets it: longer than an invocation, so a message comes again
+                // only once its worker has given up or died (SQS counts every receive).
                 let taken = shared::jobs::lambda::pump(
                     &*receiver,
                     1,
-                    Duration::from_secs(1),
+                    left + Duration::from_secs(5),
                     Duration::from_millis(500),
                     |event| async { Ok(shared::jobs::lambda::handle_event(&app, event, left).await) },
                 )
