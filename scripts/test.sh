@@ -128,7 +128,7 @@ fuzz() {
     ensure_watch || return 1
     FUZZ_ORIGIN="$WATCH_ORIGIN" FUZZ_SECRET="$WATCH_SECRET" FUZZ_WATCH_LOG="$WATCH_LOG" \
         FUZZ_REPORT_DIR="$TMP/fuzz" FUZZ_SEED="${FUZZ_SEED:-20261128}" FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-250}" \
-        FUZZ_SECONDS=0 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-300}" VENV="$VENV" scripts/fuzz.sh | tee "$TMP/fuzz.log"
+        FUZZ_SECONDS=0 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-600}" VENV="$VENV" scripts/fuzz.sh | tee "$TMP/fuzz.log"
     rc=${PIPESTATUS[0]}
     [[ $rc -ne 0 ]] && echo "fuzz: logs and JUnit reports in $TMP/fuzz (KEEP_TMP=1 keeps them)" >&2
     stop_tree "$WATCH_PID"
