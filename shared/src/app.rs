@@ -5,14 +5,17 @@ use std::error::Error;
 use std::sync::Arc;
 
 use crate::auth::Verifier;
-use crate::bundles::{folder::FolderBundles, s3, DynBundles, LinkSigner};
+use crate::bundles::{folder::FolderBundles, DynBundles, LinkSigner};
 use crate::config::{BundlesUrl, Config, QueueUrl, StoreUrl};
-use crate::queue::{local::LocalQueue, sqs::SqsQueue, JobQueue};
+use crate::queue::JobQueue;
 use crate::store::job_tables::JobTables;
 use crate::store::jobs::Jobs;
-use crate::store::{dynamodb::DynamoStore, sqlite::SqliteStore, Blobs, DynStore};
+use crate::store::{Blobs, DynStore};
 
+mod links;
 mod unwired;
+
+pub use links::{DynamoDbLink, EmbeddedLink, Links, QueueAdapter, S3Link, SqsLink, StoreAdapter};
 
 pub type InitError = Box<dyn Error + Send + Sync>;
 
@@ -72,73 +75,66 @@ impl Needs {
 }
 
 impl App {
-    /// Reads the environment and builds what `needs` names, failing with a message that names
-    /// the variable when something is wrong, so a misconfigured function never serves a request.
-    pub async fn from_env(needs: Needs) -> Result<Self, InitError> {
-        Self::wire(Config::from_env()?, needs).await
+    /// Reads the environment and builds what `needs` names with the adapters `links` holds,
+    /// failing with a message that names the variable when something is wrong, so a
+    /// misconfigured function never serves a request.
+    pub async fn from_env(needs: Needs, links: Links) -> Result<Self, InitError> {
+        Self::wire(Config::from_env()?, needs, links).await
     }
 
     /// Every client a validated config names (for test kits and tools).
-    pub async fn from_config(config: Config) -> Result<Self, InitError> {
-        Self::wire(config, Needs::ALL).await
+    pub async fn from_config(config: Config, links: Links) -> Result<Self, InitError> {
+        Self::wire(config, Needs::ALL, links).await
     }
 
-    /// Builds the clients `needs` names and no others; the AWS SDK configuration is loaded at
-    /// most once and shared by the DynamoDB and S3 clients.
-    pub async fn wire(config: Config, needs: Needs) -> Result<Self, InitError> {
+    /// Builds the clients `needs` names and no others. The AWS adapters share one SDK
+    /// configuration, loaded once (`adapter-aws`); nothing here makes a network call.
+    pub async fn wire(config: Config, needs: Needs, links: Links) -> Result<Self, InitError> {
         let verifier = Verifier::from_config(&config.jwt)?;
         let link_signer = link_signer(&config);
         let dynamo = (needs.store || needs.jobs) && matches!(config.store, StoreUrl::DynamoDb { .. });
         // SQLite keeps rows of any size itself; DynamoDB offloads large ones to the bundle store.
         let want_bundles = needs.bundles || (needs.rows && dynamo);
-        let s3 = want_bundles && matches!(config.bundles, BundlesUrl::S3 { .. });
-        let sqs = needs.queue && matches!(config.jobs_queue, QueueUrl::Sqs(_));
-        let sdk = if dynamo || s3 || sqs {
-            Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
+        let bundle_store = if want_bundles {
+            Some(
+                open_bundles(&config.bundles, link_signer.clone(), links)
+                    .await
+                    .map_err(|e| format!("WORKSPACES_BUNDLES: {e}"))?,
+            )
         } else {
             None
         };
-        let bundle_store =
-            if want_bundles { Some(open_bundles(&config.bundles, link_signer.clone(), sdk.as_ref())?) } else { None };
         // One adapter serves the workspace records, the tables and the job records.
-        let adapter = match (&config.store, needs.store || needs.jobs) {
+        let adapter: Option<Arc<dyn StoreAdapter>> = match (&config.store, needs.store || needs.jobs) {
             (_, false) => None,
-            (StoreUrl::Sqlite(path), true) => {
-                Some(Adapter::Sqlite(Arc::new(SqliteStore::open(path).map_err(|e| format!("WORKSPACES_STORE: {e}"))?)))
-            }
+            (StoreUrl::Sqlite(path), true) => Some(links.embedded().and_then(|l| l.store(path))),
             (StoreUrl::DynamoDb { table }, true) => {
-                let client = aws_sdk_dynamodb::Client::new(sdk.as_ref().ok_or("AWS SDK config not loaded")?);
-                let dynamo = DynamoStore::new(client, table);
-                Some(Adapter::Dynamo(Arc::new(match (&bundle_store, needs.rows) {
-                    (Some(blobs), true) => dynamo.with_blobs(blobs.clone() as Arc<dyn Blobs>),
-                    // Without `rows`, a large row fails clearly ("no blob store is configured").
-                    _ => dynamo,
-                })))
+                // Without `rows`, a large row fails clearly ("no blob store is configured").
+                let blobs = bundle_store.clone().filter(|_| needs.rows).map(|b| b as Arc<dyn Blobs>);
+                Some(match links.dynamodb() {
+                    Ok(link) => link.store(table, blobs).await,
+                    Err(e) => Err(e),
+                })
             }
-        };
+        }
+        .transpose()
+        .map_err(|e| format!("WORKSPACES_STORE: {e}"))?;
         let store: DynStore = match (&adapter, needs.store) {
-            (Some(Adapter::Sqlite(a)), true) => a.clone(),
-            (Some(Adapter::Dynamo(a)), true) => a.clone(),
+            (Some(a), true) => a.clone(),
             _ => unwired::store(),
         };
         let jobs: Arc<dyn Jobs> = match (&adapter, needs.jobs) {
-            (Some(Adapter::Sqlite(a)), true) => a.clone(),
-            (Some(Adapter::Dynamo(a)), true) => a.clone(),
+            (Some(a), true) => a.clone(),
             _ => unwired::jobs(),
         };
         let job_tables: Arc<dyn JobTables> = match (&adapter, needs.rows) {
-            (Some(Adapter::Sqlite(a)), true) => a.clone(),
-            (Some(Adapter::Dynamo(a)), true) => a.clone(),
+            (Some(a), true) => a.clone(),
             _ => unwired::job_tables(),
         };
-        let queue: Arc<dyn JobQueue> = match (&config.jobs_queue, needs.queue) {
-            (_, false) => unwired::queue(),
-            (QueueUrl::Sqlite(path), true) => {
-                Arc::new(LocalQueue::open(path).map_err(|e| format!("WORKSPACES_JOBS_QUEUE: {e}"))?)
-            }
-            (QueueUrl::Sqs(url), true) => {
-                Arc::new(SqsQueue::new(sdk.as_ref().ok_or("AWS SDK config not loaded")?, url))
-            }
+        let queue: Arc<dyn JobQueue> = if needs.queue {
+            open_queue(&config.jobs_queue, links).await.map_err(|e| format!("WORKSPACES_JOBS_QUEUE: {e}"))?
+        } else {
+            unwired::queue()
         };
         let bundles = match (bundle_store, needs.bundles) {
             (Some(b), true) => b,
@@ -155,12 +151,6 @@ impl App {
     }
 }
 
-/// The store adapter a config names, behind every port it serves.
-enum Adapter {
-    Sqlite(Arc<SqliteStore>),
-    Dynamo(Arc<DynamoStore>),
-}
-
 impl App {
     /// The same app with these job ports (test kits wrap them in recorders).
     pub fn with_jobs(self, jobs: Arc<dyn Jobs>, job_tables: Arc<dyn JobTables>, queue: Arc<dyn JobQueue>) -> Self {
@@ -168,58 +158,40 @@ impl App {
     }
 }
 
-/// Creates the DynamoDB table and the S3 bucket a config names when they are missing: for local
-/// stacks on a compatible server (`make run STORE=dynamodb`, `make bench`). In AWS the SAM
-/// template creates them, and no function calls this.
-pub async fn provision_local(config: &Config) -> Result<(), InitError> {
+/// Creates the DynamoDB table, the S3 bucket and the SQS queue a config names when they are
+/// missing: for local stacks on a compatible server (`make run STORE=dynamodb`, `make bench`).
+/// In AWS the SAM template creates them, and no function calls this.
+pub async fn provision_local(config: &Config, links: Links) -> Result<(), InitError> {
     if let StoreUrl::DynamoDb { table } = &config.store {
-        DynamoStore::from_env(table)
-            .await
-            .create_table_if_missing()
-            .await
-            .map_err(|e| format!("table {table}: {e}"))?;
+        links.dynamodb()?.provision(table).await.map_err(|e| format!("table {table}: {e}"))?;
     }
-    if let BundlesUrl::S3 { bucket, prefix } = &config.bundles {
-        let s3 = s3::S3Bundles::from_env(bucket, prefix).await;
-        s3.create_bucket_if_missing().await.map_err(|e| format!("bucket {bucket}: {e}"))?;
+    if let BundlesUrl::S3 { bucket, .. } = &config.bundles {
+        links.s3()?.provision(bucket).await.map_err(|e| format!("bucket {bucket}: {e}"))?;
     }
     if let QueueUrl::Sqs(url) = &config.jobs_queue {
         let name = url.rsplit('/').next().unwrap_or_default();
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let queue = SqsQueue::create(&sdk, name).await.map_err(|e| format!("queue {name}: {e}"))?;
-        if queue.url() != url {
-            return Err(
-                format!("WORKSPACES_JOBS_QUEUE is {url}, but the server named the queue {}", queue.url()).into()
-            );
+        let created = links.sqs()?.provision(name).await.map_err(|e| format!("queue {name}: {e}"))?;
+        if &created != url {
+            return Err(format!("WORKSPACES_JOBS_QUEUE is {url}, but the server named the queue {created}").into());
         }
     }
     Ok(())
 }
 
-fn open_bundles(
-    url: &BundlesUrl,
-    signer: LinkSigner,
-    sdk: Option<&aws_config::SdkConfig>,
-) -> Result<DynBundles, String> {
+async fn open_bundles(url: &BundlesUrl, signer: LinkSigner, links: Links) -> Result<DynBundles, String> {
     match url {
-        BundlesUrl::Folder(root) => {
-            Ok(Arc::new(FolderBundles::open(root, signer).map_err(|e| format!("WORKSPACES_BUNDLES: {e}"))?))
-        }
-        BundlesUrl::S3 { bucket, prefix } => {
-            let client = s3_client(sdk.ok_or("AWS SDK config not loaded")?);
-            Ok(Arc::new(s3::S3Bundles::new(client, bucket.as_str(), prefix)))
-        }
+        BundlesUrl::Folder(root) => Ok(Arc::new(FolderBundles::open(root, signer).map_err(|e| e.to_string())?)),
+        BundlesUrl::S3 { bucket, prefix } => links.s3()?.bundles(bucket.as_str(), prefix).await,
     }
 }
 
-/// An S3 client from the shared SDK config; a local S3 server (moto) has no per-bucket host
-/// names, so requests are path-style when `AWS_ENDPOINT_URL_S3` is set.
-pub(crate) fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let mut s3_config = aws_sdk_s3::config::Builder::from(sdk);
-    if std::env::var(s3::ENDPOINT_VAR).is_ok_and(|v| !v.trim().is_empty()) {
-        s3_config = s3_config.force_path_style(true);
+/// The jobs queue `url` names, both ends (the sending side for functions; the receiving side
+/// for what stands in for Lambda's event source mapping: the local dispatcher, the bench).
+pub async fn open_queue(url: &QueueUrl, links: Links) -> Result<Arc<dyn QueueAdapter>, String> {
+    match url {
+        QueueUrl::Sqlite(path) => links.embedded()?.queue(path),
+        QueueUrl::Sqs(url) => links.sqs()?.queue(url).await,
     }
-    aws_sdk_s3::Client::from_conf(s3_config.build())
 }
 
 /// No secret only happens with S3 bundles (config checks it), whose links S3 presigns: a random

@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
 use crate::api::Handler;
-use crate::app::{App, Needs};
+use crate::app::{App, Links, Needs};
 use crate::error::ApiError;
 use crate::routes::{route, Endpoint, Route};
 use crate::store::StoreError;
@@ -40,19 +40,19 @@ impl From<StoreError> for ApiError {
 
 /// The body of a public function's `main`: logging, config and the clients `needs` names once,
 /// then the runtime loop with `handler` on every request.
-pub async fn run<H>(endpoint: Endpoint, needs: Needs, handler: H) -> Result<(), lambda_http::Error>
+pub async fn run<H>(endpoint: Endpoint, needs: Needs, links: Links, handler: H) -> Result<(), lambda_http::Error>
 where
     H: for<'a> Handler<'a>,
 {
-    let app = start(needs).await?;
+    let app = start(needs, links).await?;
     let serve = move |req| async move { Ok::<_, lambda_http::Error>(serve_with(app, endpoint, handler, req).await) };
     lambda_http::run(lambda_http::service_fn(serve)).await
 }
 
 /// Telemetry and the app, leaked: a function serves requests until its process ends.
-pub(crate) async fn start(needs: Needs) -> Result<&'static App, lambda_http::Error> {
+pub(crate) async fn start(needs: Needs, links: Links) -> Result<&'static App, lambda_http::Error> {
     crate::telemetry::init();
-    match App::from_env(needs).await {
+    match App::from_env(needs, links).await {
         Ok(app) => Ok(Box::leak(Box::new(app))),
         Err(e) => {
             tracing::error!(error = %e, "configuration error");

@@ -17,6 +17,9 @@
 //! (PutObject and the multipart Create/UploadPart/Complete) is `s3:PutObject`, HeadObject is
 //! `s3:GetObject`, and ListObjectsV2 is `s3:ListBucket` on the bucket itself.
 
+/// The table's one index (workspaces by owner and update time), as template.yaml declares it
+/// and `adapter-dynamodb` queries it.
+pub const GSI_BY_UPDATED: &str = "by_updated";
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::bundles::BUNDLE_PREFIX;
@@ -205,8 +208,7 @@ const ABORT_STAGING: &[Grant] = &[
 ];
 
 /// Listing reads the GSI only.
-const LIST_QUERY: Grant =
-    Grant { action: "dynamodb:Query", resource: Resource::Index(crate::store::dynamodb::GSI_BY_UPDATED) };
+const LIST_QUERY: Grant = Grant { action: "dynamodb:Query", resource: Resource::Index(GSI_BY_UPDATED) };
 
 impl Op {
     /// What this operation needs from IAM. Exhaustive: a new operation does not compile
@@ -261,7 +263,7 @@ impl Op {
             Op::Sweep => calls(&[]),
             Op::Delete => calls(const { &[bundles("s3:DeleteObject")] }),
 
-            // Jobs (`store/dynamodb/jobs.rs`, `queue/sqs.rs`).
+            // Jobs (`adapters/dynamodb/src/jobs.rs`, `adapters/sqs/src/lib.rs`).
             // One TransactWriteItems of two Puts (the job, its key's item); when the key is held,
             // the key's item and the job it names are read, and the key may be taken over.
             Op::CreateJob => calls(const { &[table("dynamodb:PutItem"), table("dynamodb:GetItem")] }),

@@ -11,7 +11,7 @@ use common::{app, request, send, token, Client};
 use lambda_http::RequestExt;
 use serde_json::{json, Value};
 use shared::routes::Endpoint;
-use shared::{App, Needs};
+use shared::{App, Links, Needs};
 
 /// Everything the telemetry subscriber writes while the guard lives, on this thread.
 #[derive(Clone, Default)]
@@ -152,18 +152,30 @@ fn sqlite_config() -> shared::config::Config {
     shared::config::Config::from_map(&env).expect("config")
 }
 
+/// What the local functions link: the embedded store (the folder bundle store is built in).
+const LINKS: Links = Links::NONE.with_embedded(&adapter_sqlite::LINK);
+
+#[tokio::test]
+async fn a_store_the_binary_does_not_link_fails_at_start_naming_the_adapter() {
+    let err = App::wire(sqlite_config(), Needs::STORE, Links::NONE).await.err().expect("wiring must fail");
+    let text = err.to_string();
+    assert!(text.contains("WORKSPACES_STORE") && text.contains("adapter-sqlite"), "{text}");
+    // Bundles only: the folder needs no adapter, and the store is not opened at all.
+    App::wire(sqlite_config(), Needs::BUNDLES, Links::NONE).await.expect("a folder needs no adapter");
+}
+
 #[tokio::test]
 async fn a_capability_not_asked_for_fails_as_a_logged_wiring_bug() {
     let log = Captured::default();
     let _guard = log.start();
-    let store_only = App::wire(sqlite_config(), Needs::STORE).await.expect("app");
+    let store_only = App::wire(sqlite_config(), Needs::STORE, LINKS).await.expect("app");
     let ann = Client::new(&store_only, "acme", "ann");
     ann.save_ok(json!({"name": "n"})).await;
     let a = ann.call(Endpoint::CreateBundleUpload, "POST", "/workspaces/bundles", None).await;
     a.assert_error(500, "Internal server error");
     assert!(log.text().contains("wiring bug: this function's main does not ask for Needs::BUNDLES"), "{}", log.text());
 
-    let bundles_only = App::wire(sqlite_config(), Needs::BUNDLES).await.expect("app");
+    let bundles_only = App::wire(sqlite_config(), Needs::BUNDLES, LINKS).await.expect("app");
     let bob = Client::new(&bundles_only, "acme", "bob");
     assert!(upload_link(&bob).await.contains("/jarvispy/_local/bundles/"));
     bob.save(json!({"name": "n"})).await.assert_error(500, "Internal server error");

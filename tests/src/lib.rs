@@ -54,6 +54,13 @@ fn unique(case: &str) -> String {
     format!("t-{}-{}", clean.to_ascii_lowercase(), shared::model::new_id("", 8))
 }
 
+/// Every adapter: the kits, the suites and the tools run each backend.
+pub const LINKS: shared::Links = shared::Links::NONE
+    .with_embedded(&adapter_sqlite::LINK)
+    .with_dynamodb(&adapter_dynamodb::LINK)
+    .with_s3(&adapter_s3::LINK)
+    .with_sqs(&adapter_sqs::LINK);
+
 /// An app on a fresh backend; `None` (after a loud SKIP) for `Aws` when no local AWS-compatible
 /// server is configured and none is required (`make test` requires it).
 pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -> Option<Harness> {
@@ -66,21 +73,21 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
             env.insert("WORKSPACES_BUNDLES".into(), format!("file://{}", dir.path().join("bundles").display()));
             let path = dir.path().join("queue.db");
             env.insert("WORKSPACES_JOBS_QUEUE".into(), format!("sqlite://{}", path.display()));
-            std::sync::Arc::new(shared::queue::local::LocalQueue::open(&path).expect("local queue"))
+            std::sync::Arc::new(adapter_sqlite::queue::LocalQueue::open(&path).expect("local queue"))
         }
         Backend::Aws => {
             aws_endpoint("AWS_ENDPOINT_URL_DYNAMODB", case, "dynamodb")?;
             aws_endpoint("AWS_ENDPOINT_URL_S3", case, "s3")?;
             let name = unique(case);
             let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-            let store = shared::store::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), &name);
+            let store = adapter_dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), &name);
             store.create_table_if_missing().await.expect("creating the test table");
-            let s3 = shared::bundles::s3::S3Bundles::from_env(&name, "exports").await;
+            let s3 = adapter_s3::S3Bundles::from_env(&name, "exports").await;
             s3.create_bucket_if_missing().await.expect("creating the test bucket");
             env.insert("WORKSPACES_STORE".into(), format!("dynamodb://{name}"));
             env.insert("WORKSPACES_BUNDLES".into(), format!("s3://{name}/exports"));
             aws_endpoint("AWS_ENDPOINT_URL_SQS", case, "sqs")?;
-            let sqs = shared::queue::sqs::SqsQueue::create(&config, &name).await.expect("creating the test queue");
+            let sqs = adapter_sqs::SqsQueue::create(&config, &name).await.expect("creating the test queue");
             env.insert("WORKSPACES_JOBS_QUEUE".into(), sqs.url().to_owned());
             std::sync::Arc::new(sqs)
         }
@@ -89,7 +96,7 @@ pub async fn harness(backend: Backend, case: &str, extra_env: &[(&str, &str)]) -
         env.insert((*k).into(), (*v).into());
     }
     let config = shared::config::Config::from_map(&env).expect("test config");
-    let app = App::from_config(config).await.expect("test app");
+    let app = App::from_config(config, LINKS).await.expect("test app");
     Some(Harness { app, queue, _dir: dir })
 }
 
@@ -193,7 +200,7 @@ pub async fn harness_with_dynamodb_endpoint(
     // Set on the service config, which wins over the environment's endpoint for DynamoDB.
     let conf = aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb_endpoint).build();
     let blobs: std::sync::Arc<dyn shared::store::Blobs> = h.app.bundles.clone();
-    let store = shared::store::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), table.as_str());
+    let store = adapter_dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), table.as_str());
     h.app.store = std::sync::Arc::new(store.with_blobs(blobs));
     Some(h)
 }

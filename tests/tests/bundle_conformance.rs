@@ -9,11 +9,11 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use adapter_s3::S3Bundles;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::Credentials;
 use shared::bundles::folder::FolderBundles;
 use shared::bundles::links::LOCAL_BUNDLE_PATH;
-use shared::bundles::s3::S3Bundles;
 use shared::bundles::{now_unix, BundleStore, LinkSigner};
 
 const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL_S3";

@@ -6,10 +6,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use adapter_s3::{S3Bundles, PART_SIZE};
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::Credentials;
 use shared::bundles::folder::FolderBundles;
-use shared::bundles::s3::{S3Bundles, PART_SIZE};
 use shared::bundles::{BundleStore, LinkSigner};
 
 struct Counting;

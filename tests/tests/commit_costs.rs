@@ -4,7 +4,7 @@
 //! into a fresh table of the same workspace. Counts, not timings: they depend on the code and
 //! the data, not on how fast the machine is.
 //!
-//! A commit costs what it changes (storage layout 2, see `shared/src/store/dynamodb.rs`): (a) and
+//! A commit costs what it changes (storage layout 2, see `adapters/dynamodb/src/lib.rs`): (a) and
 //! (b) write fewer than 10 items, the same at every N; (d) writes at most 1.1 items per row; (c)
 //! reads what it returns. Before layout 2 every commit rewrote each table it touched, so (a) and
 //! (b) wrote 4,005 and 4,007 items at N = 2,000 and 40,005 and 40,007 at N = 20,000. Run with

@@ -1,17 +1,17 @@
 //! What only the DynamoDB adapter's tables half has (storage layout 2, see the module doc of
-//! `shared/src/store/dynamodb.rs`): commits that write only what they change, in one
+//! `adapters/dynamodb/src/lib.rs`): commits that write only what they change, in one
 //! transaction when small; staged large commits that a crash leaves invisible; compaction that
 //! folds layers, honours the grace period and leases, and sweeps deleted workspaces; the layout
 //! item. Counted through the test kit's proxy in front of moto, so these are exact assertions.
 
 use std::sync::Arc;
 
+use adapter_dynamodb::DynamoStore;
 use aws_sdk_dynamodb::types::AttributeValue;
 use blackbox_tests::counting_proxy::{CountingProxy, Counts};
 use blackbox_tests::{aws_endpoint, dynamodb_client, unique_table};
 use serde_json::{json, Map};
 use shared::model::{Owner, Scope, WorkspaceDraft};
-use shared::store::dynamodb::DynamoStore;
 use shared::store::job_tables::{JobTables, StagedFinish, StagedTable, STAGING_IDLE_SECS};
 use shared::store::{Faults, Snapshot, StoreError, Tables, Workspaces, SNAPSHOT_GRACE_SECS};
 use shared::tables::{Column, Commit, Row, TableOwner, TableWrite, WsKey};

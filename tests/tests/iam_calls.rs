@@ -16,6 +16,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use adapter_dynamodb::DynamoStore;
+use adapter_s3::{S3Bundles, PART_SIZE};
+use adapter_sqs::SqsQueue;
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -26,13 +29,10 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use futures::StreamExt;
 use serde_json::{json, Map};
 use shared::api::bundles::BUNDLE_PREFIX;
-use shared::bundles::s3::{S3Bundles, PART_SIZE};
 use shared::bundles::BundleStore;
 use shared::iam::{Grant, Op, Resource};
 use shared::model::{now_timestamp, Owner, Scope, WorkspaceDraft};
-use shared::queue::sqs::SqsQueue;
 use shared::queue::{JobMessage, JobQueue, JobTask, QueueReceiver};
-use shared::store::dynamodb::DynamoStore;
 use shared::store::job_tables::{JobTables, StagedFinish, StagedTable};
 use shared::store::jobs::{new_job_id, JobKind, JobRecord, JobState, Jobs};
 use shared::store::{Blobs, Faults, Tables, Workspaces};
@@ -409,7 +409,7 @@ async fn every_s3_bundle_call_is_declared_for_its_operation() {
     // A job's upload: checkpointed after one part, resumed, one finished and one aborted.
     for (name, finish) in [("resumed", true), ("resumed-dropped", false)] {
         let mut first = b.create_upload(&key(name)).await.expect("create");
-        first.write(&vec![b'y'; shared::bundles::s3::MIN_PART_SIZE]).await.expect("write");
+        first.write(&vec![b'y'; adapter_s3::MIN_PART_SIZE]).await.expect("write");
         let state = first.checkpoint().await.expect("checkpoint").expect("at a part boundary");
         first.suspend();
         let resumed = async {
@@ -422,7 +422,7 @@ async fn every_s3_bundle_call_is_declared_for_its_operation() {
             }
         };
         let done = c.run(Op::ResumeUpload, resumed).await.expect("resumed upload");
-        assert_eq!(done, finish.then_some(shared::bundles::s3::MIN_PART_SIZE as u64 + 4));
+        assert_eq!(done, finish.then_some(adapter_s3::MIN_PART_SIZE as u64 + 4));
     }
 
     assert!(c.run(Op::Get, b.get(&key("small"), 1024)).await.expect("get").is_some());

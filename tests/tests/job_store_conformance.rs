@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapter_dynamodb::DynamoStore;
+use adapter_sqlite::SqliteStore;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use shared::model::{now_timestamp, Owner};
-use shared::store::dynamodb::DynamoStore;
 use shared::store::jobs::{Counter, JobFailure, JobKind, JobRecord, JobState, Jobs, Progress};
-use shared::store::sqlite::SqliteStore;
 use shared::store::StoreError;
 
 struct Fixture {

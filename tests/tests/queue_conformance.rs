@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::queue::local::{LocalQueue, MAX_RECEIVES};
-use shared::queue::sqs::SqsQueue;
+use adapter_sqlite::queue::{LocalQueue, MAX_RECEIVES};
+use adapter_sqs::SqsQueue;
 use shared::queue::{JobMessage, JobQueue, JobTask, QueueReceiver, Received};
 
 trait Queue: JobQueue + QueueReceiver {}

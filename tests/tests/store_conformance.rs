@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use adapter_dynamodb::DynamoStore;
+use adapter_sqlite::SqliteStore;
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Map, Value};
 use shared::model::{now_timestamp, Owner, Scope, Workspace, WorkspaceDraft};
-use shared::store::dynamodb::DynamoStore;
 use shared::store::job_tables::JobTables;
-use shared::store::sqlite::SqliteStore;
 use shared::store::{Blobs, Snapshot, Store, StoreError, StoreResult, Workspaces};
 use shared::tables::{Column, Commit, Row, TableMeta, TableOwner, TableWrite, WsKey};
 
@@ -629,9 +629,9 @@ mod dynamodb_only {
 mod sqlite_only {
     use std::sync::Arc;
 
+    use adapter_sqlite::{SqliteStore, LAYOUT_VERSION};
     use serde_json::{json, Map};
     use shared::model::{now_timestamp, Owner};
-    use shared::store::sqlite::{SqliteStore, LAYOUT_VERSION};
     use shared::store::{StoreError, Tables, Workspaces};
     use shared::tables::{Column, Commit, TableOwner, TableWrite, WsKey};
 
@@ -765,7 +765,10 @@ mod sqlite_only {
             ("WORKSPACES_BUNDLES".to_owned(), format!("file://{}", dir.path().join("bundles").display())),
         ]);
         let config = shared::config::Config::from_map(&env).expect("config");
-        let err = shared::App::wire(config, shared::app::Needs::STORE).await.err().expect("wiring fails");
+        let err = shared::App::wire(config, shared::app::Needs::STORE, blackbox_tests::LINKS)
+            .await
+            .err()
+            .expect("wiring fails");
         let text = err.to_string();
         assert!(text.starts_with("WORKSPACES_STORE: ") && text.contains(&expected), "{text}");
     }

@@ -445,8 +445,9 @@ async fn a_dynamodb_item_from_before_versions_counts_as_version_1(h: Arc<Harness
 /// A SQLite file from before versions opens with every workspace at 1.
 #[tokio::test]
 async fn a_sqlite_file_from_before_versions_opens_at_version_1() {
+    use adapter_sqlite::SqliteStore;
     use shared::model::{now_timestamp, Owner, Scope, WorkspaceDraft};
-    use shared::store::{sqlite::SqliteStore, StoreError, Workspaces};
+    use shared::store::{StoreError, Workspaces};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     {

@@ -2,7 +2,9 @@
 //! Its needs, like its IAM policy: the tables' items (read, fold, delete) and oversized rows'
 //! blobs; nothing of bundles or workspace records.
 
+use shared::Links;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::compaction::run().await
+    adapter_dynamodb::compaction::run(Links::NONE.with_s3(&adapter_s3::LINK)).await
 }

@@ -3,9 +3,10 @@
 
 use shared::api::bundles;
 use shared::routes::Endpoint;
-use shared::Needs;
+use shared::{Links, Needs};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run(Endpoint::CreateBundleUpload, Needs::BUNDLES, bundles::create_upload).await
+    let links = Links::NONE.with_s3(&adapter_s3::LINK);
+    shared::http::run(Endpoint::CreateBundleUpload, Needs::BUNDLES, links, bundles::create_upload).await
 }

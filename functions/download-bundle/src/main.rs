@@ -1,9 +1,10 @@
 //! `download-bundle` Lambda (local-only route): streams a signed bundle link's file from the
 //! bundle folder. In AWS the same links are presigned S3 URLs, so this function is not deployed.
 
-use shared::Needs;
+use shared::{Links, Needs};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run_download(Needs::BUNDLES).await
+    let links = Links::NONE;
+    shared::http::run_download(Needs::BUNDLES, links).await
 }

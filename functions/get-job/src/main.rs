@@ -3,9 +3,13 @@
 
 use shared::api::jobs;
 use shared::routes::Endpoint;
-use shared::Needs;
+use shared::{Links, Needs};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run(Endpoint::GetJob, Needs::JOBS.and(Needs::BUNDLES), jobs::get).await
+    let links = Links::NONE
+        .with_embedded(&adapter_sqlite::LINK)
+        .with_dynamodb(&adapter_dynamodb::LINK)
+        .with_s3(&adapter_s3::LINK);
+    shared::http::run(Endpoint::GetJob, Needs::JOBS.and(Needs::BUNDLES), links, jobs::get).await
 }

@@ -3,9 +3,13 @@
 
 use shared::api::projects;
 use shared::routes::Endpoint;
-use shared::Needs;
+use shared::{Links, Needs};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run(Endpoint::LoadProject, Needs::TABLES, projects::load).await
+    let links = Links::NONE
+        .with_embedded(&adapter_sqlite::LINK)
+        .with_dynamodb(&adapter_dynamodb::LINK)
+        .with_s3(&adapter_s3::LINK);
+    shared::http::run(Endpoint::LoadProject, Needs::TABLES, links, projects::load).await
 }

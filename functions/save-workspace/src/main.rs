@@ -3,9 +3,10 @@
 
 use shared::api::workspaces;
 use shared::routes::Endpoint;
-use shared::Needs;
+use shared::{Links, Needs};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run(Endpoint::SaveWorkspace, Needs::STORE, workspaces::save).await
+    let links = Links::NONE.with_embedded(&adapter_sqlite::LINK).with_dynamodb(&adapter_dynamodb::LINK);
+    shared::http::run(Endpoint::SaveWorkspace, Needs::STORE, links, workspaces::save).await
 }

@@ -13,7 +13,6 @@ use crate::store::{Blobs, StoreError, StoreResult};
 
 pub mod folder;
 pub mod links;
-pub mod s3;
 
 pub use links::{LinkError, LinkSigner};
 
@@ -114,7 +113,7 @@ pub fn check_prefix(prefix: &str) -> StoreResult<()> {
 }
 
 /// What `read_range` answers for an object that is not there (any more).
-pub(crate) fn gone(key: &str) -> StoreError {
+pub fn gone(key: &str) -> StoreError {
     StoreError::Conflict(format!("object {key} is no longer there"))
 }
 
@@ -127,7 +126,7 @@ pub fn now_unix() -> i64 {
 }
 
 /// How long a link made now for `expires_at` lives; a time already past is a caller bug.
-pub(crate) fn lifetime(expires_at: i64) -> StoreResult<Duration> {
+pub fn lifetime(expires_at: i64) -> StoreResult<Duration> {
     let secs = expires_at.saturating_sub(now_unix());
     match u64::try_from(secs) {
         Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::access_log::Entry;
 use super::{check_method, json_response, request, start, status_code};
 use crate::api::bundles::{receive_upload, verify_link, MAX_BUNDLE_BYTES};
-use crate::app::{App, Needs};
+use crate::app::{App, Links, Needs};
 use crate::error::ApiError;
 use crate::routes::{route, Endpoint};
 use crate::store::StoreError;
@@ -22,8 +22,8 @@ pub type StreamingBody =
     http_body_util::StreamBody<futures::stream::BoxStream<'static, Result<http_body::Frame<bytes::Bytes>, StoreError>>>;
 
 /// The body of the upload function's `main`.
-pub async fn run_upload(needs: Needs) -> Result<(), lambda_http::Error> {
-    let app = start(needs).await?;
+pub async fn run_upload(needs: Needs, links: Links) -> Result<(), lambda_http::Error> {
+    let app = start(needs, links).await?;
     lambda_http::run(lambda_http::service_fn(
         move |req| async move { Ok::<_, lambda_http::Error>(upload(app, req).await) },
     ))
@@ -31,8 +31,8 @@ pub async fn run_upload(needs: Needs) -> Result<(), lambda_http::Error> {
 }
 
 /// The body of the download function's `main`: the streaming runtime.
-pub async fn run_download(needs: Needs) -> Result<(), lambda_http::Error> {
-    let app = start(needs).await?;
+pub async fn run_download(needs: Needs, links: Links) -> Result<(), lambda_http::Error> {
+    let app = start(needs, links).await?;
     lambda_http::run_with_streaming_response(lambda_http::service_fn(move |req| stream_download(app, req))).await
 }
 

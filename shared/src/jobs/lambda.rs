@@ -11,11 +11,11 @@ use lambda_http::aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, Sq
 use lambda_http::lambda_runtime::{self, service_fn, LambdaEvent};
 
 use super::worker::{handle_batch, Deadlines, Delivery};
-use crate::app::{App, Needs};
+use crate::app::{App, Links, Needs};
 
 /// What the worker's `main` runs: configuration and clients once, then the runtime loop.
-pub async fn run(needs: Needs) -> Result<(), lambda_runtime::Error> {
-    let app = crate::http::start(needs).await?;
+pub async fn run(needs: Needs, links: Links) -> Result<(), lambda_runtime::Error> {
+    let app = crate::http::start(needs, links).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, lambda_runtime::Error>(handle_event(app, event.payload, left(event.context.deadline)).await)
     }))

@@ -4,16 +4,12 @@
 //! invoke the worker as Lambda's event source mapping would. Delivery is at least once: the
 //! worker makes every task idempotent.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreResult;
-
-pub mod local;
-pub mod sqs;
 
 /// What one message asks the worker to do for one job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,17 +54,4 @@ pub trait QueueReceiver: Send + Sync {
     /// Waits at most `wait` for the first.
     async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> StoreResult<Vec<Received>>;
     async fn delete(&self, receipt: &str) -> StoreResult<()>;
-}
-
-/// The receiving side of the queue `url` names, for what stands in for Lambda's event source
-/// mapping (the local dispatcher, `make bench`): the SQLite file, or SQS with the SDK's config
-/// from the environment.
-pub async fn receiver(url: &crate::config::QueueUrl) -> StoreResult<Arc<dyn QueueReceiver>> {
-    Ok(match url {
-        crate::config::QueueUrl::Sqlite(path) => Arc::new(local::LocalQueue::open(path)?),
-        crate::config::QueueUrl::Sqs(url) => {
-            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-            Arc::new(sqs::SqsQueue::new(&sdk, url.clone()))
-        }
-    })
 }

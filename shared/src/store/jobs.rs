@@ -39,19 +39,19 @@ pub fn valid_job_id(raw: &str) -> bool {
 }
 
 /// Unix seconds now; the clock both stores judge expiry by.
-pub(crate) fn now_unix() -> i64 {
+pub fn now_unix() -> i64 {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 /// A job is gone once `now` is past its `expires_at` (both stores filter by exactly this, since
 /// DynamoDB's TTL deletes lazily).
-pub(crate) fn is_expired(expires_at: Option<i64>, now: i64) -> bool {
+pub fn is_expired(expires_at: Option<i64>, now: i64) -> bool {
     expires_at.is_some_and(|at| at < now)
 }
 
 /// The record's JSON as both stores keep it, refusing what a DynamoDB item could not hold.
-pub(crate) fn record_json(job: &JobRecord) -> StoreResult<String> {
+pub fn record_json(job: &JobRecord) -> StoreResult<String> {
     let json = serde_json::to_string(job)
         .map_err(|e| StoreError::Internal(format!("job {} does not serialize: {e}", job.id)))?;
     if json.len() > MAX_JOB_RECORD_BYTES {

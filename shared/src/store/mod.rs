@@ -7,10 +7,8 @@ use std::sync::Arc;
 use crate::model::{Owner, Workspace, WorkspaceDraft};
 use crate::tables::{Commit, Row, TableMeta, WsKey};
 
-pub mod dynamodb;
 pub mod job_tables;
 pub mod jobs;
-pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,35 +27,6 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// Maps an AWS SDK failure (DynamoDB and S3 alike) onto the port: throttling (the service's
-/// `retryable_codes`), timeouts and network failures are `Unavailable` (the SDK has already
-/// retried them; the caller may, later), anything else `Internal`. The detail is logged only.
-pub(crate) fn sdk_error<E, R>(
-    service: &str,
-    op: &str,
-    err: aws_sdk_dynamodb::error::SdkError<E, R>,
-    retryable_codes: &[&str],
-) -> StoreError
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-    let unavailable = match &err {
-        SdkError::TimeoutError(_) => true,
-        // `is_user` means we built a bad request: not something a retry fixes.
-        SdkError::DispatchFailure(failure) => !failure.is_user(),
-        SdkError::ServiceError(_) => err.code().is_some_and(|c| retryable_codes.contains(&c)),
-        _ => false,
-    };
-    let detail = format!("{service} {op}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&err));
-    if unavailable {
-        StoreError::Unavailable(detail)
-    } else {
-        StoreError::Internal(detail)
-    }
-}
 
 /// A workspace's tables as of one revision. Every read through it sees that revision and
 /// nothing later, however many pages it takes, for as long as it is held (up to

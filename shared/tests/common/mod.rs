@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use adapter_sqlite::SqliteStore;
 use lambda_http::{Body, Request, RequestExt};
 use serde_json::Value;
 use shared::auth::Verifier;
@@ -12,7 +13,6 @@ use shared::bundles::folder::FolderBundles;
 use shared::bundles::LinkSigner;
 use shared::config::{Config, JwtConfig};
 use shared::routes::Endpoint;
-use shared::store::sqlite::SqliteStore;
 use shared::App;
 
 pub const SECRET: &str = "handler-test-secret";

@@ -1,6 +1,6 @@
 //! The contract every adapter must meet.
 
-use shared::bundles::s3::PART_SIZE;
+use adapter_s3::PART_SIZE;
 use shared::store::StoreError;
 
 use super::support::{get, head, noise, put, sha, soon, stream};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::bundles::s3::{S3Bundles, ENDPOINT_VAR, PART_SIZE};
+use adapter_s3::{S3Bundles, ENDPOINT_VAR, PART_SIZE};
 use shared::bundles::{now_unix, BundleStore};
 use shared::store::StoreError;
 

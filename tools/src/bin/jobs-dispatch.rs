@@ -54,7 +54,8 @@ fn args() -> Result<Args, String> {
 async fn receiver() -> Result<Arc<dyn QueueReceiver>, String> {
     let raw = std::env::var("WORKSPACES_JOBS_QUEUE").unwrap_or_else(|_| shared::config::DEFAULT_JOBS_QUEUE.into());
     let url = parse_queue_url(&raw).map_err(|e| e.to_string())?;
-    shared::queue::receiver(&url).await.map_err(|e| e.to_string())
+    let queue = shared::app::open_queue(&url, blackbox_tests::LINKS).await?;
+    Ok(queue as Arc<dyn QueueReceiver>)
 }
 
 /// One invocation of the worker through the invoke endpoint; its answer is the SQS batch response.

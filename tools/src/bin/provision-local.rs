@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match shared::app::provision_local(&config).await {
+    match shared::app::provision_local(&config, blackbox_tests::LINKS).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("provision-local: {e}");

@@ -106,7 +106,8 @@ pub async fn work(c: &Child, args: &[String]) -> Result<Value, String> {
     let job_id = flag(args, "--job").ok_or("--job")?;
     let workers: usize = flag(args, "--workers").and_then(|v| v.parse().ok()).unwrap_or(1);
     let left = Duration::from_secs(flag(args, "--left-secs").and_then(|v| v.parse().ok()).unwrap_or(120));
-    let receiver = shared::queue::receiver(&c.app.config.jobs_queue).await.map_err(|e| e.to_string())?;
+    let receiver =
+        shared::app::open_queue(&c.app.config.jobs_queue, blackbox_tests::LINKS).await.map_err(|e| e.to_string())?;
     let owner = c.principal.owner(Scope::User);
     let done = Arc::new(AtomicBool::new(false));
     let invocations = Arc::new(AtomicUsize::new(0));

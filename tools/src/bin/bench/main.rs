@@ -304,8 +304,8 @@ async fn child(args: &[String]) -> Result<(), String> {
         _ => None,
     };
     let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
-    shared::app::provision_local(&config).await.map_err(|e| e.to_string())?;
-    let app = std::sync::Arc::new(App::from_config(config).await.map_err(|e| e.to_string())?);
+    shared::app::provision_local(&config, blackbox_tests::LINKS).await.map_err(|e| e.to_string())?;
+    let app = std::sync::Arc::new(App::from_config(config, blackbox_tests::LINKS).await.map_err(|e| e.to_string())?);
     let token = shared::auth::mint_hs256(SECRET, ORG, USER, "user", 3600)?;
     let principal = shared::auth::Verifier::from_config(&app.config.jwt)
         .map_err(|e| e.to_string())?

@@ -1,0 +1,97 @@
+//! The `compact-tables` function: no route reaches it; a schedule invokes it. It compacts the
+//! workspaces whose heads are marked (see the crate's compaction), within the time the
+//! invocation has left, and logs what it did. On the embedded store there is nothing to compact
+//! (SQLite rewrites rows in place inside its own transactions).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::lambda_runtime::{self, service_fn, LambdaEvent};
+use serde_json::{json, Value};
+
+use crate::DynamoStore;
+use shared::config::{parse_bundles_url, parse_store_url, BundlesUrl, StoreUrl};
+use shared::store::Blobs;
+use shared::Links;
+
+/// Left for logging and returning when the invocation's deadline approaches.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+/// The most one run works, whatever the function's timeout.
+const MAX_BUDGET: Duration = Duration::from_secs(10 * 60);
+
+/// What the function's `main` runs: configuration once, then the runtime loop.
+pub async fn run(links: Links) -> Result<(), lambda_runtime::Error> {
+    shared::telemetry::init();
+    let store = match store_from_env(links).await {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration error");
+            return Err(e.into());
+        }
+    };
+    let store = &*Box::leak(Box::new(store));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let left = Duration::from_millis(
+            event.context.deadline.saturating_sub(
+                u64::try_from(
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+                )
+                .unwrap_or(u64::MAX),
+            ),
+        );
+        compact(store.as_ref(), left.saturating_sub(DEADLINE_MARGIN).min(MAX_BUDGET)).await
+    }))
+    .await
+}
+
+/// One run: compacts what is marked within `budget`; the answer (and the log line) says what
+/// it did.
+pub async fn compact(store: Option<&DynamoStore>, budget: Duration) -> Result<Value, lambda_runtime::Error> {
+    let Some(store) = store else {
+        tracing::info!("the embedded store has nothing to compact");
+        return Ok(json!({"compacted": false}));
+    };
+    let report = store.compact_marked(budget).await.map_err(|e| {
+        tracing::error!(error = %e, "compaction failed");
+        lambda_runtime::Error::from(e.to_string())
+    })?;
+    tracing::info!(
+        workspaces = report.workspaces,
+        tables_folded = report.tables_folded,
+        items_folded = report.items_folded,
+        rows_deleted = report.rows_deleted,
+        entries_deleted = report.entries_deleted,
+        commits_aborted = report.commits_aborted,
+        generations_swept = report.generations_swept,
+        left_marked = report.left_marked,
+        "compaction run"
+    );
+    Ok(json!({
+        "compacted": true,
+        "workspaces": report.workspaces,
+        "tables_folded": report.tables_folded,
+        "items_folded": report.items_folded,
+        "rows_deleted": report.rows_deleted,
+        "left_marked": report.left_marked,
+    }))
+}
+
+/// The DynamoDB store `WORKSPACES_STORE` names (with the bundle store for oversized rows), or
+/// `None` for the embedded store.
+async fn store_from_env(links: Links) -> Result<Option<DynamoStore>, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let store = parse_store_url(var("WORKSPACES_STORE").as_deref().unwrap_or(shared::config::DEFAULT_STORE))
+        .map_err(|e| e.to_string())?;
+    let StoreUrl::DynamoDb { table } = store else { return Ok(None) };
+    let dynamo = DynamoStore::from_env(&table).await;
+    let bundles = parse_bundles_url(var("WORKSPACES_BUNDLES").as_deref().unwrap_or(shared::config::DEFAULT_BUNDLES))
+        .map_err(|e| e.to_string())?;
+    Ok(Some(match bundles {
+        BundlesUrl::S3 { bucket, prefix } => {
+            let s3 = links.s3.ok_or("WORKSPACES_BUNDLES: s3:// needs adapter-s3 linked")?;
+            dynamo.with_blobs(s3.bundles(bucket.as_str(), &prefix).await? as Arc<dyn Blobs>)
+        }
+        // Rows of a DynamoDB store only go to S3 in AWS; a folder here means a local mix.
+        BundlesUrl::Folder(_) => dynamo,
+    }))
+}
