@@ -121,6 +121,17 @@ e2e() {
     return "$rc"
 }
 
+# The bench harness on the debug build, every section at sizes that take seconds (`--smoke`), so
+# it builds and runs on every change; its figures mean nothing (`make bench` makes the real ones).
+bench_smoke() {
+    local target=${CARGO_TARGET_DIR:-$ROOT/target}
+    [[ -n "${MOTO_URL:-}" ]] || { echo "moto is not running" >&2; return 1; }
+    cargo build --workspace || return 1
+    env AWS_ENDPOINT_URL_DYNAMODB="$MOTO_URL" AWS_ENDPOINT_URL_S3="$MOTO_URL" AWS_ENDPOINT_URL_SQS="$MOTO_URL" \
+        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+        "$target/debug/bench" --smoke --charts "$TMP/bench-charts"
+}
+
 # Schemathesis against the e2e step's server, as another tenant (fuzz-org/fuzz-user). Seeded
 # and bounded by example counts, so a run repeats; FUZZ_TIMEOUT caps it whatever the machine.
 fuzz() {
@@ -142,5 +153,6 @@ step cfn-lint "$VENV/bin/cfn-lint" template.yaml
 step moto start_moto
 step cargo-test cargo_tests
 step e2e e2e
+step bench-smoke bench_smoke
 step fuzz fuzz
 summary

@@ -100,6 +100,19 @@ pub async fn start(c: &Child, args: &[String]) -> Result<Value, String> {
     Ok(json!({"job": job}))
 }
 
+/// The export-start phase: `POST export-tables` with `"async": true` of `--workspace`; prints
+/// the job id.
+pub async fn start_export(c: &Child, args: &[String]) -> Result<Value, String> {
+    let ws = flag(args, "--workspace").ok_or("--workspace")?;
+    let path = format!("/workspaces/{ws}/export-tables");
+    let (status, answer) = c.call(Endpoint::ExportTables, &path, json!({"scope": "user", "async": true})).await?;
+    if status != 202 {
+        return Err(format!("starting the export job: {status} {}", answer["message"]));
+    }
+    let job = answer["data"]["job_id"].as_str().ok_or("no job_id")?;
+    Ok(json!({"job": job}))
+}
+
 /// The job-work phase: `--workers` concurrent loops, each one Lambda invocation per message
 /// (`--left-secs` of time each), until job `--job` has ended. Prints the work's figures.
 pub async fn work(c: &Child, args: &[String]) -> Result<Value, String> {
@@ -146,7 +159,10 @@ pub async fn work(c: &Child, args: &[String]) -> Result<Value, String> {
     }
     let result = job.result.clone().unwrap_or(Value::Null);
     let summary = &result["summary"];
-    let rows = summary["rows_inserted"].as_f64().unwrap_or(0.0) + summary["rows_updated"].as_f64().unwrap_or(0.0);
+    // An import's summary counts rows written; an export's, rows in the bundle.
+    let rows = summary["total_rows"]
+        .as_f64()
+        .unwrap_or(summary["rows_inserted"].as_f64().unwrap_or(0.0) + summary["rows_updated"].as_f64().unwrap_or(0.0));
     let state = serde_json::to_value(job.state).unwrap_or_default();
     if job.error.is_some() {
         return Err(format!("job {job_id} {state}: {:?}", job.error));
@@ -164,6 +180,8 @@ pub struct Plan {
     /// (`None`: the defaults).
     pub chunk_rows: Option<usize>,
     pub part_chunks: Option<usize>,
+    /// The killed worker's invocation time; its messages come again that plus 5 s later.
+    pub kill_left_secs: u64,
 }
 
 /// One measured job run.
@@ -264,9 +282,27 @@ pub fn section(
         let (job, bytes, _) = stage_and_start(exe, &env, mb * 1000, 1000, "ws_mem", &label)?;
         let run = run_work(exe, &env, &job, 1, &label)?;
         println!("{label}: {:.1} s, {:.0} rows, peak RSS {:.0} MB", run.secs, run.rows, run.peak_kb / 1024.0);
-        memory.push((mb, bytes, run));
+        // The same workspace back out, as an export job: its worker's peak RSS too.
+        let export_label = format!("{backend}: export job of the {mb} MB workspace, one worker");
+        let started = super::run_phase(exe, &env, &strings(&["export-start", "--workspace", "ws_mem"]), &export_label)?;
+        let export_job = started["job"].as_str().ok_or_else(|| format!("{export_label}: no job id"))?;
+        let export = run_work(exe, &env, export_job, 1, &export_label)?;
+        println!("{export_label}: {:.1} s, peak RSS {:.0} MB", export.secs, export.peak_kb / 1024.0);
+        lines.push(format!("mem | {backend} | import | {:.1} | {:.1}", bytes / 1e6, run.peak_kb / 1024.0));
+        lines.push(format!("mem | {backend} | export | {:.1} | {:.1}", bytes / 1e6, export.peak_kb / 1024.0));
+        memory.push((mb, bytes, run, export));
     }
-    for (mb, bytes, run) in &memory {
+    for (mb, bytes, run, export) in &memory {
+        lines.push(format!(
+            "| {backend} | export job, {mb} MB workspace, 1 worker | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            export.rows,
+            export.secs,
+            export.rows / export.secs.max(1e-9),
+            export.invocations,
+            export.requests,
+            export.written,
+            export.peak_kb / 1024.0
+        ));
         lines.push(format!(
             "| {backend} | import job, {mb} MB bundle ({:.0} MB), 1 worker | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
             bytes / 1e6,
@@ -279,10 +315,12 @@ pub fn section(
             run.peak_kb / 1024.0
         ));
     }
-    if let [(small_mb, small_bytes, small), .., (big_mb, big_bytes, big)] = memory.as_slice() {
+    if let [(small_mb, small_bytes, small, small_export), .., (big_mb, big_bytes, big, big_export)] = memory.as_slice()
+    {
         lines.push(format!(
-            "ratio | {backend}: import job peak RSS {big_mb} MB / {small_mb} MB bundle = {:.2}x while the bundle grew {:.0}x",
+            "ratio | {backend}: peak RSS {big_mb} MB / {small_mb} MB bundle: import job {:.2}x, export job {:.2}x, while the bundle grew {:.0}x",
             big.peak_kb / small.peak_kb.max(1.0),
+            big_export.peak_kb / small_export.peak_kb.max(1.0),
             big_bytes / small_bytes.max(1.0)
         ));
     }
@@ -333,7 +371,7 @@ pub fn section(
         "--workers",
         &FAN_OUT_WORKERS.to_string(),
         "--left-secs",
-        "60",
+        &plan.kill_left_secs.to_string(),
         "--ticks",
     ]);
     let mut victim = super::child_command(exe, &env, &args)

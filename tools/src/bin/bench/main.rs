@@ -1,5 +1,6 @@
-//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws] [--sections routes,jobs]
-//!   [--job-rows 1000000] [--job-rows-aws 20000]`
+//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws] [--sections routes,jobs,cold]
+//!   [--job-rows 1000000] [--job-rows-aws 20000] [--cold-runs 20] [--arm64-dir PATH] [--functions a,b]
+//!   [--charts DIR] [--smoke]`
 //!
 //! Measures, in one run, import and export throughput of a synthetic platform-shaped workspace
 //! on each backend (SQLite + folder; DynamoDB + S3 on the local server `make bench` starts), and
@@ -18,6 +19,8 @@ use serde_json::{json, Value};
 use shared::routes::Endpoint;
 use shared::App;
 
+mod chart;
+mod coldstart;
 mod jobs;
 
 const ORG: &str = "bench";
@@ -64,13 +67,17 @@ impl Phase {
 }
 
 fn parent(args: &[String]) -> Result<(), String> {
-    let number = |name: &str, default: usize| {
+    // --smoke: every section at sizes that take seconds, so CI runs the harness on its debug
+    // build and it cannot rot; its figures mean nothing.
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let number = |name: &str, default: usize, smoke_default: usize| {
+        let default = if smoke { smoke_default } else { default };
         flag(args, name).map_or(Ok(default), |v| v.parse()).map_err(|_| format!("{name}: a number"))
     };
-    let rows = number("--rows", 200_000)?;
-    let small = number("--small", 10_000)?;
+    let rows = number("--rows", 200_000, 300)?;
+    let small = number("--small", 10_000, 100)?;
     let backends = flag(args, "--backends").unwrap_or_else(|| "embedded,aws".into());
-    let sections = flag(args, "--sections").unwrap_or_else(|| "routes,jobs".into());
+    let sections = flag(args, "--sections").unwrap_or_else(|| "routes,jobs,cold".into());
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let tmp = std::env::temp_dir().join(format!("ws-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
@@ -96,6 +103,8 @@ fn parent(args: &[String]) -> Result<(), String> {
         }
     };
     let backends: Vec<&str> = backends.split(',').map(str::trim).filter(|b| !b.is_empty()).collect();
+    // Lines the charts are drawn from (`mem | …` from jobs, the overhead section's table rows).
+    let mut chart_lines: Vec<String> = Vec::new();
 
     if sections.contains("routes") {
         let mut results: Vec<(String, usize, Phase, Phase, Phase)> = Vec::new();
@@ -118,31 +127,89 @@ fn parent(args: &[String]) -> Result<(), String> {
             // moto's 20k-row job runs in parts as small as the tests force (at least 10).
             let plan = match backend {
                 "aws" => jobs::Plan {
-                    memory_mb: vec![1, 10],
-                    job_rows: number("--job-rows-aws", 20_000)?,
-                    chunk_rows: Some(500),
+                    memory_mb: if smoke { vec![1] } else { vec![1, 10] },
+                    job_rows: number("--job-rows-aws", 20_000, 200)?,
+                    chunk_rows: Some(if smoke { 20 } else { 500 }),
                     part_chunks: Some(4),
+                    kill_left_secs: if smoke { 3 } else { 60 },
                 },
                 _ => jobs::Plan {
-                    memory_mb: vec![10, 500],
-                    job_rows: number("--job-rows", 1_000_000)?,
-                    chunk_rows: None,
-                    part_chunks: None,
+                    memory_mb: if smoke { vec![1, 2] } else { vec![10, 500] },
+                    job_rows: number("--job-rows", 1_000_000, 2_000)?,
+                    chunk_rows: smoke.then_some(100),
+                    part_chunks: smoke.then_some(4),
+                    kill_left_secs: if smoke { 3 } else { 60 },
                 },
             };
             let env = |tag: &str| env_for(backend, tag).unwrap_or_default();
             lines.extend(jobs::section(&exe, backend, &env, &plan)?);
         }
         println!("\nImport jobs (the worker's code, fed from the backend's own queue):\n\n{}", jobs::HEADER);
-        for line in lines.iter().filter(|l| !l.starts_with("ratio |")) {
+        for line in lines.iter().filter(|l| !l.starts_with("ratio |") && !l.starts_with("mem |")) {
             println!("{line}");
         }
         println!("\nRatios (same run):");
         for line in lines.iter().filter_map(|l| l.strip_prefix("ratio | ")) {
             println!("- {line}");
         }
+        chart_lines.extend(lines.into_iter().filter(|l| l.starts_with("mem |")));
+    }
+    // Cold starts: the function binaries' init beside hello-world's (coldstart.rs).
+    let cold = if sections.contains("cold") { coldstart::report(&coldstart::run(args, &exe)?) } else { Ok(()) };
+    if let Some(dir) = flag(args, "--charts") {
+        write_charts(std::path::Path::new(&dir), &chart_lines)?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
+    cold
+}
+
+/// `memory.svg` (peak RSS of import and export jobs against bundle size, from the jobs
+/// section's `mem |` lines) and `latency.svg` (handler / raw median per endpoint and backend,
+/// from the overhead section's table rows), when those sections ran.
+fn write_charts(dir: &std::path::Path, lines: &[String]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("--charts {}: {e}", dir.display()))?;
+    let cells = |l: &str| l.split('|').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    let number = |c: &str| c.trim_end_matches('x').replace(',', "").parse::<f64>().ok();
+    let mut memory: Vec<chart::Series> = Vec::new();
+    for l in lines.iter().filter(|l| l.starts_with("mem |")) {
+        let c = cells(l);
+        if let [_, backend, kind, mb, peak] = c.as_slice() {
+            let name = format!("{kind} job ({backend})");
+            let (Some(x), Some(y)) = (number(mb), number(peak)) else { continue };
+            match memory.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.points.push((x, y)),
+                None => memory.push(chart::Series { name, points: vec![(x, y)] }),
+            }
+        }
+    }
+    if !memory.is_empty() {
+        let svg = chart::lines("Peak RSS of one worker against bundle size", "bundle MB", "peak RSS MB", &memory);
+        std::fs::write(dir.join("memory.svg"), svg).map_err(|e| e.to_string())?;
+    }
+    // Overhead rows: | backend | operation | ours median | ours p99 | raw median | raw p99 | ours/raw | …
+    let mut categories: Vec<String> = Vec::new();
+    let mut ratios: Vec<chart::Series> = Vec::new();
+    for l in lines.iter().filter(|l| l.starts_with("| ") && !l.starts_with("| backend")) {
+        let c = cells(l);
+        let (Some(backend), Some(op), Some(ratio)) = (c.first(), c.get(1), c.get(6).and_then(|r| number(r))) else {
+            continue;
+        };
+        let x = match categories.iter().position(|k| k == op) {
+            Some(i) => i,
+            None => {
+                categories.push(op.clone());
+                categories.len() - 1
+            }
+        };
+        match ratios.iter_mut().find(|s| &s.name == backend) {
+            Some(s) => s.points.push((x as f64, ratio)),
+            None => ratios.push(chart::Series { name: backend.clone(), points: vec![(x as f64, ratio)] }),
+        }
+    }
+    if !ratios.is_empty() {
+        let svg = chart::bars("Handler / raw calls, median latency", "ratio", &categories, &ratios, Some(1.15));
+        std::fs::write(dir.join("latency.svg"), svg).map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
@@ -332,6 +399,7 @@ async fn child(args: &[String]) -> Result<(), String> {
         "import" | "export" | "one" => route_phase(&c, &phase, args).await?,
         "stage" => jobs::stage(&c, args).await?,
         "job-start" => jobs::start(&c, args).await?,
+        "export-start" => jobs::start_export(&c, args).await?,
         "job-work" => jobs::work(&c, args).await?,
         other => return Err(format!("unknown phase {other}")),
     };
