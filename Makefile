@@ -25,7 +25,7 @@ help:
 	@echo "                  STORE=dynamodb: on DynamoDB + S3 (a local moto unless AWS_ENDPOINT_URL_DYNAMODB/_S3 are set)"
 	@echo "make test         fmt + clippy + cfn-lint + cargo tests (DynamoDB/S3 against moto) + end-to-end smoke + fuzz"
 	@echo "make fuzz         Schemathesis against openapi.yaml on a fresh local stack, fresh seed (FUZZ_SECONDS=600)"
-	@echo "make bench        import/export rows/s, DynamoDB requests/items and export peak memory on both backends (BENCH_ARGS='--rows 200000')"
+	@echo "make bench        one run, ratios measured in it: routes and jobs on both backends, each function's cold start and size against hello world (BENCHMARKS.md)"
 	@echo "make invoke       FN=save-workspace: one fixture event through the Lambda invoke API of a running 'make run'"
 	@echo "make token        mint a dev token: make token ORG=acme USER_NAME=ann [ROLE=admin] [TTL=3600]"
 	@echo "make openapi      print the request-body schemas the handlers' types define (openapi.yaml must agree)"
@@ -71,7 +71,8 @@ fuzz: venv
 	@FUZZ_SEED=$${FUZZ_SEED:-$$(python3 -c 'import secrets; print(secrets.randbelow(2**31))')} \
 	  FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/fuzz.sh
 
-# Not part of CI: a release build and a 100k-row workspace on each backend take minutes.
+# Not part of CI: release builds of every function and the bench, then minutes of measuring
+# (`make test` runs `bench --smoke` on the debug build instead).
 bench: venv
 	@scripts/bench.sh $(BENCH_ARGS)
 
