@@ -105,20 +105,13 @@ impl App {
             None
         };
         // One adapter serves the workspace records, the tables and the job records.
-        let adapter: Option<Arc<dyn StoreAdapter>> = match (&config.store, needs.store || needs.jobs) {
-            (_, false) => None,
-            (StoreUrl::Sqlite(path), true) => Some(links.embedded().and_then(|l| l.store(path))),
-            (StoreUrl::DynamoDb { table }, true) => {
-                // Without `rows`, a large row fails clearly ("no blob store is configured").
-                let blobs = bundle_store.clone().filter(|_| needs.rows).map(|b| b as Arc<dyn Blobs>);
-                Some(match links.dynamodb() {
-                    Ok(link) => link.store(table, blobs).await,
-                    Err(e) => Err(e),
-                })
-            }
-        }
-        .transpose()
-        .map_err(|e| format!("WORKSPACES_STORE: {e}"))?;
+        let adapter = if needs.store || needs.jobs {
+            // Without `rows`, a large row on DynamoDB fails clearly ("no blob store is configured").
+            let blobs = bundle_store.clone().filter(|_| needs.rows).map(|b| b as Arc<dyn Blobs>);
+            Some(open_store(&config.store, blobs, links).await.map_err(|e| format!("WORKSPACES_STORE: {e}"))?)
+        } else {
+            None
+        };
         let store: DynStore = match (&adapter, needs.store) {
             (Some(a), true) => a.clone(),
             _ => unwired::store(),
@@ -176,6 +169,17 @@ pub async fn provision_local(config: &Config, links: Links) -> Result<(), InitEr
         }
     }
     Ok(())
+}
+
+async fn open_store(
+    url: &StoreUrl,
+    blobs: Option<Arc<dyn Blobs>>,
+    links: Links,
+) -> Result<Arc<dyn StoreAdapter>, String> {
+    match url {
+        StoreUrl::Sqlite(path) => links.embedded()?.store(path),
+        StoreUrl::DynamoDb { table } => links.dynamodb()?.store(table, blobs).await,
+    }
 }
 
 async fn open_bundles(url: &BundlesUrl, signer: LinkSigner, links: Links) -> Result<DynBundles, String> {

@@ -88,7 +88,7 @@ async fn store_from_env(links: Links) -> Result<Option<DynamoStore>, String> {
         .map_err(|e| e.to_string())?;
     Ok(Some(match bundles {
         BundlesUrl::S3 { bucket, prefix } => {
-            let s3 = links.s3.ok_or("WORKSPACES_BUNDLES: s3:// needs adapter-s3 linked")?;
+            let s3 = links.s3().map_err(|e| format!("WORKSPACES_BUNDLES: {e}"))?;
             dynamo.with_blobs(s3.bundles(bucket.as_str(), &prefix).await? as Arc<dyn Blobs>)
         }
         // Rows of a DynamoDB store only go to S3 in AWS; a folder here means a local mix.

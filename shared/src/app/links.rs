@@ -83,19 +83,20 @@ impl Links {
         Links { sqs: Some(link), ..self }
     }
 
-    pub(crate) fn embedded(&self) -> Result<&'static dyn EmbeddedLink, String> {
+    /// The linked adapter, or an error saying the binary was built without it.
+    pub fn embedded(&self) -> Result<&'static dyn EmbeddedLink, String> {
         self.embedded.ok_or_else(|| missing("sqlite://", "adapter-sqlite"))
     }
 
-    pub(crate) fn dynamodb(&self) -> Result<&'static dyn DynamoDbLink, String> {
+    pub fn dynamodb(&self) -> Result<&'static dyn DynamoDbLink, String> {
         self.dynamodb.ok_or_else(|| missing("dynamodb://", "adapter-dynamodb"))
     }
 
-    pub(crate) fn s3(&self) -> Result<&'static dyn S3Link, String> {
+    pub fn s3(&self) -> Result<&'static dyn S3Link, String> {
         self.s3.ok_or_else(|| missing("s3://", "adapter-s3"))
     }
 
-    pub(crate) fn sqs(&self) -> Result<&'static dyn SqsLink, String> {
+    pub fn sqs(&self) -> Result<&'static dyn SqsLink, String> {
         self.sqs.ok_or_else(|| missing("an SQS queue URL", "adapter-sqs"))
     }
 }
