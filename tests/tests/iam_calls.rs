@@ -302,7 +302,7 @@ async fn every_dynamodb_store_call_is_declared_for_its_operation() {
     let stale = WorkspaceDraft { expected_version: Some(99), ..draft("ws_a") };
     assert!(c.run(Op::SaveWorkspace, store.save_workspace(&owner, stale)).await.is_err());
     assert!(c.run(Op::GetWorkspace, store.get_workspace(&owner, "ws_a")).await.expect("get").is_some());
-    assert_eq!(c.run(Op::ListWorkspaces, store.list_workspaces(&owner, None, 10)).await.expect("list").len(), 1);
+    assert_eq!(c.run(Op::ListWorkspaces, store.list_workspaces(&owner, None, 10)).await.expect("list").items.len(), 1);
 
     // Created by its first commit (a conditional Put), with a row over the item limit (a blob,
     // so the commit is staged: record, batches, then the flip).

@@ -21,7 +21,7 @@ use shared::queue::{JobMessage, JobQueue};
 use shared::routes::{route, Endpoint};
 use shared::store::job_tables::{JobTables, StagedFinish};
 use shared::store::jobs::{JobRecord, Jobs};
-use shared::store::{Blobs, DynStore, Faults, Snapshot, StoreResult, Tables, Workspaces};
+use shared::store::{Blobs, DynStore, Faults, Snapshot, StoreResult, Tables, WorkspacePage, Workspaces};
 use shared::tables::{Commit, Row, TableMeta, WsKey};
 use shared::App;
 
@@ -57,7 +57,7 @@ impl Workspaces for RecordingStore {
         self.log.push(Op::GetWorkspace, None);
         self.inner.get_workspace(owner, id).await
     }
-    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>> {
+    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<WorkspacePage> {
         self.log.push(Op::ListWorkspaces, None);
         self.inner.list_workspaces(owner, after, limit).await
     }

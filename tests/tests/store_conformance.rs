@@ -221,6 +221,7 @@ mod support {
             .list_workspaces(owner, after, limit)
             .await
             .unwrap_or_else(|e| panic!("list for {} after {after:?} limit {limit}: {e}", owner.key()))
+            .items
     }
 
     pub async fn list_all(store: &dyn Store, owner: &Owner) -> Vec<Workspace> {
@@ -365,6 +366,19 @@ mod cases {
         assert!(list(store, &acme(), Some(&all[6].list_key()), 7).await.is_empty());
         // The cursor is exclusive.
         assert_eq!(list(store, &acme(), Some(&all[2].list_key()), 2).await, all[3..5].to_vec());
+
+        // `more` is known, so a list that fits its page needs no second request to end.
+        let more = |after: Option<usize>, limit: usize| {
+            let after = after.map(|i| all[i].list_key());
+            async move { store.list_workspaces(&acme(), after.as_deref(), limit).await.expect("list").more }
+        };
+        assert!(!more(None, 7).await, "exactly every workspace: nothing follows");
+        assert!(!more(None, 100).await);
+        assert!(more(None, 6).await, "one left");
+        assert!(more(None, 0).await, "an empty page before seven");
+        assert!(!more(Some(4), 2).await, "the last two");
+        assert!(more(Some(3), 2).await);
+        assert!(!more(Some(6), 5).await, "after the last");
     }
 
     pub async fn list_ties_break_by_id(store: &dyn Store) {
@@ -846,7 +860,7 @@ mod sqlite_only {
             task.await.expect("task").expect("every write succeeds");
         }
         let listed = stores[3].list_workspaces(&owner, None, 1000).await.expect("list");
-        assert_eq!(listed.len(), 100);
+        assert_eq!(listed.items.len(), 100);
         let common = stores[1].snapshot(&WsKey::new(owner, "ws_common")).await.expect("snapshot");
         assert_eq!(common.tables().iter().map(|t| t.row_count).sum::<u64>(), 100);
         assert_eq!(common.revision(), 100, "one revision per commit, none lost or doubled");

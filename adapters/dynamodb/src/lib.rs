@@ -85,7 +85,7 @@ use tokio::sync::OnceCell;
 
 use layout::n;
 use shared::model::{list_key, workspace_version_conflict, Owner, Scope, Workspace, WorkspaceDraft};
-use shared::store::{Blobs, Snapshot, StoreError, StoreResult, Tables, Workspaces, SNAPSHOT_GRACE_SECS};
+use shared::store::{Blobs, Snapshot, StoreError, StoreResult, Tables, WorkspacePage, Workspaces, SNAPSHOT_GRACE_SECS};
 use shared::tables::{Commit, WsKey};
 
 mod batch;
@@ -369,46 +369,41 @@ impl Workspaces for DynamoStore {
     /// Queries the GSI newest first, following `LastEvaluatedKey` until `limit` items or the end.
     /// `Limit` asks for exactly what is still missing, so it is one round trip unless the 1 MB page
     /// cap cuts a page short. GSIs are eventually consistent: a save may take a moment to show here.
-    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>> {
+    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<WorkspacePage> {
         self.check_layout().await?;
-        // DynamoDB rejects `Limit = 0` and empty key values; nothing sorts before "" anyway.
-        if limit == 0 || after == Some("") {
-            return Ok(Vec::new());
+        // Nothing sorts before "" (and DynamoDB rejects empty key values).
+        if after == Some("") {
+            return Ok(WorkspacePage::default());
         }
+        // One Query. It asks for one item past the page, which says whether more follow (a
+        // Query that stops at its `Limit` returns a LastEvaluatedKey even when nothing is left,
+        // so the key alone would cost an empty request at the end of every list of exactly
+        // `limit`). A Query that stops at DynamoDB's 1 MB instead returns a short page with
+        // `more`: the caller goes on from its last item, and memory stays one page.
+        let fetch = limit.saturating_add(1);
         let condition = match after {
             Some(_) => "#gsi1pk = :gsi1pk AND #gsi1sk < :after",
             None => "#gsi1pk = :gsi1pk",
         };
-        let mut out = Vec::with_capacity(limit.min(1000));
-        let mut start_key: Option<Item> = None;
-        loop {
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI_BY_UPDATED)
-                .key_condition_expression(condition)
-                .expression_attribute_names("#gsi1pk", "GSI1PK")
-                .expression_attribute_values(":gsi1pk", s(workspace_gsi1pk(owner)))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start_key.take());
-            if let Some(after) = after {
-                request = request
-                    .expression_attribute_names("#gsi1sk", "GSI1SK")
-                    .expression_attribute_values(":after", s(after));
-            }
-            let page = request.send().await.map_err(|e| store_error("Query", e))?;
-            for item in page.items() {
-                out.push(workspace_from_item(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(key) if out.len() < limit => start_key = Some(key.clone()),
-                _ => break,
-            }
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_BY_UPDATED)
+            .key_condition_expression(condition)
+            .expression_attribute_names("#gsi1pk", "GSI1PK")
+            .expression_attribute_values(":gsi1pk", s(workspace_gsi1pk(owner)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(fetch).unwrap_or(i32::MAX));
+        if let Some(after) = after {
+            request =
+                request.expression_attribute_names("#gsi1sk", "GSI1SK").expression_attribute_values(":after", s(after));
         }
-        out.truncate(limit);
-        Ok(out)
+        let page = request.send().await.map_err(|e| store_error("Query", e))?;
+        let mut items = page.items().iter().map(workspace_from_item).collect::<StoreResult<Vec<_>>>()?;
+        let more = items.len() > limit || (items.len() < fetch && page.last_evaluated_key().is_some());
+        items.truncate(limit);
+        Ok(WorkspacePage { items, more })
     }
 
     async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use shared::model::{workspace_version_conflict, Owner, Scope, Workspace, WorkspaceDraft};
-use shared::store::{Snapshot, StoreError, StoreResult, Tables, Workspaces};
+use shared::store::{Snapshot, StoreError, StoreResult, Tables, WorkspacePage, Workspaces};
 use shared::tables::{Commit, WsKey};
 
 mod jobs;
@@ -191,9 +191,10 @@ impl Workspaces for SqliteStore {
         .await
     }
 
-    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>> {
+    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<WorkspacePage> {
         let (owner, after) = (owner.key(), after.map(str::to_owned));
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One row past the page says whether more follow.
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         self.with_conn(move |conn| {
             let sql = format!(
                 "SELECT {WS_COLUMNS} FROM workspaces
@@ -201,8 +202,11 @@ impl Workspaces for SqliteStore {
                  ORDER BY list_key DESC LIMIT ?3"
             );
             let mut stmt = conn.prepare_cached(&sql).map_err(from_sqlite)?;
-            let rows = stmt.query_map(params![owner, after, limit], workspace_from_row).map_err(from_sqlite)?;
-            rows.map(|r| r.map_err(from_sqlite)?).collect()
+            let rows = stmt.query_map(params![owner, after, fetch], workspace_from_row).map_err(from_sqlite)?;
+            let mut items = rows.map(|r| r.map_err(from_sqlite)?).collect::<StoreResult<Vec<_>>>()?;
+            let more = items.len() > limit;
+            items.truncate(limit);
+            Ok(WorkspacePage { items, more })
         })
         .await
     }

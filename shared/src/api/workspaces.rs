@@ -1,5 +1,7 @@
 //! save / list / load of workspaces.
 
+use std::collections::VecDeque;
+
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -15,7 +17,7 @@ use crate::model::{
 pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 /// Items fetched from each scope's index per round trip while merging the scopes.
-const LIST_FETCH: usize = 200;
+const LIST_FETCH: usize = 1000;
 
 /// `scope` from the query (load, list), defaulting to `user`. Checked even where something
 /// else wins (a body's `scope`, a list's `scopes`): bad input is a 400 whichever is used.
@@ -128,10 +130,13 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let limit = paging::limit(call)?;
     let after = call.query("next_token").map(|t| paging::decode_token(t, is_list_key)).transpose()?;
 
-    // Merge the scopes' streams, each already in list order, newest first.
+    // Merge the scopes' streams, each already in list order, newest first. A source fetches
+    // what the page can still use (the limit, else a large batch), so a list of 1,000 is one
+    // request per scope and `limit=10` reads ten items, not a batch.
+    let fetch = limit.map_or(LIST_FETCH, |l| l.clamp(1, LIST_FETCH));
     let mut sources: Vec<Source> = scopes
         .iter()
-        .map(|s| Source { owner: principal.owner(*s), buf: Vec::new(), cursor: after.clone(), done: false })
+        .map(|s| Source { owner: principal.owner(*s), buf: VecDeque::new(), cursor: after.clone(), done: false })
         .collect();
     // Room for the envelope around the items.
     let budget = app.config.max_response_bytes.saturating_sub(1024);
@@ -140,21 +145,22 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
     let mut last_key: Option<String> = None;
     let mut truncated = false;
     loop {
+        // Checked before refilling: a full page fetches nothing more to learn that more follow.
+        if limit.is_some_and(|l| items.len() >= l) {
+            truncated = sources.iter().any(|s| !s.buf.is_empty() || !s.done);
+            break;
+        }
         // Scopes that ran dry fetch their next page together: one round-trip time, not one each.
-        let dry = sources.iter_mut().filter(|s| s.buf.is_empty() && !s.done).map(|s| s.refill(app));
+        let dry = sources.iter_mut().filter(|s| s.buf.is_empty() && !s.done).map(|s| s.refill(app, fetch));
         futures::future::try_join_all(dry).await?;
         let Some(next) =
             sources.iter_mut().filter(|s| !s.buf.is_empty()).max_by(|a, b| a.head_key().cmp(&b.head_key()))
         else {
             break;
         };
-        if limit.is_some_and(|l| items.len() >= l) {
-            truncated = true;
-            break;
-        }
-        let ws = next.buf.remove(0);
+        let Some(ws) = next.buf.pop_front() else { break };
         let value = workspace_json(&ws);
-        let size = serde_json::to_vec(&value).map(|v| v.len() + 1).unwrap_or(0);
+        let size = json_len(&value) + 1;
         if used + size > budget && !items.is_empty() {
             truncated = true;
             break;
@@ -177,22 +183,40 @@ pub async fn list(app: &App, principal: &Principal, call: &Call) -> Result<Reply
 struct Source {
     owner: crate::model::Owner,
     /// Fetched, not yet emitted; in list order.
-    buf: Vec<Workspace>,
+    buf: VecDeque<Workspace>,
     cursor: Option<String>,
     done: bool,
 }
 
 impl Source {
-    async fn refill(&mut self, app: &App) -> Result<(), ApiError> {
-        let page = app.store.list_workspaces(&self.owner, self.cursor.as_deref(), LIST_FETCH).await?;
-        self.done = page.len() < LIST_FETCH;
-        self.cursor = page.last().map(Workspace::list_key).or(self.cursor.take());
-        self.buf = page;
+    async fn refill(&mut self, app: &App, fetch: usize) -> Result<(), ApiError> {
+        let page = app.store.list_workspaces(&self.owner, self.cursor.as_deref(), fetch).await?;
+        self.done = !page.more;
+        self.cursor = page.items.last().map(Workspace::list_key).or(self.cursor.take());
+        self.buf = page.items.into();
         Ok(())
     }
     fn head_key(&self) -> Option<String> {
-        self.buf.first().map(Workspace::list_key)
+        self.buf.front().map(Workspace::list_key)
     }
+}
+
+/// The length `value` serialises to, counted without building the bytes.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// `<updated_at>#<scope>#<id>`, as `Workspace::list_key` makes it.

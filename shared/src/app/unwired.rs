@@ -11,7 +11,7 @@ use crate::model::{Owner, Workspace, WorkspaceDraft};
 use crate::queue::{JobMessage, JobQueue};
 use crate::store::job_tables::{JobTables, StagedFinish};
 use crate::store::jobs::{JobRecord, Jobs};
-use crate::store::{Blobs, DynStore, Snapshot, StoreError, StoreResult, Tables, Workspaces};
+use crate::store::{Blobs, DynStore, Snapshot, StoreError, StoreResult, Tables, WorkspacePage, Workspaces};
 use crate::tables::{Commit, Row, WsKey};
 
 struct Unwired(&'static str);
@@ -38,7 +38,7 @@ impl Workspaces for Unwired {
     async fn get_workspace(&self, _: &Owner, _: &str) -> StoreResult<Option<Workspace>> {
         self.fail()
     }
-    async fn list_workspaces(&self, _: &Owner, _: Option<&str>, _: usize) -> StoreResult<Vec<Workspace>> {
+    async fn list_workspaces(&self, _: &Owner, _: Option<&str>, _: usize) -> StoreResult<WorkspacePage> {
         self.fail()
     }
     async fn delete_workspace(&self, _: &Owner, _: &str) -> StoreResult<Option<u64>> {

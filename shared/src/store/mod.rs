@@ -66,13 +66,23 @@ pub trait Workspaces: Send + Sync {
     async fn get_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<Workspace>>;
 
     /// Up to `limit` workspaces of `owner` in list order (newest `updated_at` first, then by
-    /// [`Workspace::list_key`] descending), starting strictly after the list key `after`.
-    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<Vec<Workspace>>;
+    /// [`Workspace::list_key`] descending), starting strictly after the list key `after`, and
+    /// whether any follow them. A page may hold fewer than `limit` with `more` set (a store's
+    /// own page size, DynamoDB's 1 MB): the caller goes on after its last item.
+    async fn list_workspaces(&self, owner: &Owner, after: Option<&str>, limit: usize) -> StoreResult<WorkspacePage>;
 
     /// Deletes the workspace with all its tables; `None` when it does not exist. Returns the
     /// number of rows that went. A commit racing it either lands before (and is deleted with the
     /// workspace) or fails with `Conflict`; it never brings tables back.
     async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>>;
+}
+
+/// One page of a workspace list. `more` is known, not guessed from a full page: an adapter
+/// reads one item past `limit`, so a list of exactly `limit` costs no second, empty request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkspacePage {
+    pub items: Vec<Workspace>,
+    pub more: bool,
 }
 
 /// A workspace's tables: read at a pinned revision, changed by all-or-nothing commits.

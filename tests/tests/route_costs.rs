@@ -1,0 +1,87 @@
+//! What each everyday route costs on DynamoDB, in requests by operation (counted by the test
+//! kit's proxy in front of moto): the round trips a handler makes beyond what the operation
+//! needs are what `make bench`'s overhead section shows as latency; here they are pinned as
+//! counts, which depend on the code and not on how fast the machine is. Run with
+//! `--nocapture` to see them.
+
+use blackbox_tests::counting_proxy::{CountingProxy, Counts};
+use blackbox_tests::{aws_endpoint, harness_with_dynamodb_endpoint, Client, Harness};
+use serde_json::json;
+use shared::routes::Endpoint;
+
+/// More than one page of the old fixed batch (200), fewer than moto can list quickly.
+const WORKSPACES: usize = 450;
+
+async fn stack(name: &str) -> Option<(CountingProxy, Harness)> {
+    let moto = aws_endpoint("AWS_ENDPOINT_URL_DYNAMODB", "route_costs", "dynamodb")?;
+    let proxy = CountingProxy::start(&moto).await.expect("proxy");
+    let h = harness_with_dynamodb_endpoint(name, &[], proxy.url()).await?;
+    Some((proxy, h))
+}
+
+/// Counts of `step` alone.
+async fn counted<F: std::future::Future<Output = ()>>(proxy: &CountingProxy, label: &str, step: F) -> Counts {
+    proxy.reset();
+    step.await;
+    let counts = proxy.snapshot();
+    eprintln!("{label:<45} {counts}");
+    counts
+}
+
+fn requests(counts: &Counts, op: &str) -> u64 {
+    counts.op(op).requests
+}
+
+#[tokio::test]
+async fn listing_workspaces_costs_one_query_per_scope_and_page() {
+    let Some((proxy, h)) = stack("costs-list").await else { return };
+    let c = Client::new(&h.app, "acme", "ann");
+    for i in 0..WORKSPACES {
+        c.post(Endpoint::SaveWorkspace, "/workspaces/save", json!({"id": format!("ws_{i:04}"), "name": "n"}))
+            .await
+            .ok();
+    }
+    c.post(Endpoint::SaveWorkspace, "/workspaces/save", json!({"id": "ws_org", "name": "n", "scope": "organization"}))
+        .await
+        .ok();
+
+    let mut listed = 0;
+    let all = counted(&proxy, "list all (user scope)", async {
+        listed = c.get(Endpoint::ListWorkspaces, "/workspaces/list").await.ok().as_array().map_or(0, Vec::len);
+    })
+    .await;
+    assert_eq!(listed, WORKSPACES);
+    assert_eq!(all.total().requests, 1, "one Query for the whole list, no empty page after it: {all}");
+
+    let both = counted(&proxy, "list all (user and organization scopes)", async {
+        listed = c
+            .get(Endpoint::ListWorkspaces, "/workspaces/list?scopes=user,organization")
+            .await
+            .ok()
+            .as_array()
+            .map_or(0, Vec::len);
+    })
+    .await;
+    assert_eq!(listed, WORKSPACES + 1);
+    assert_eq!(requests(&both, "Query"), 2, "one Query per scope: {both}");
+    assert_eq!(both.total().requests, 2, "{both}");
+
+    let mut token = String::new();
+    let paged = counted(&proxy, "list limit=20", async {
+        let answer = c.get(Endpoint::ListWorkspaces, "/workspaces/list?limit=20").await;
+        assert_eq!(answer.ok().as_array().map(Vec::len), Some(20));
+        token = answer.body["next_token"].as_str().expect("a next_token: more follow").to_owned();
+    })
+    .await;
+    assert_eq!(paged.total().requests, 1, "{paged}");
+    // A small page reads what it returns (and one item to know that more follow), not a batch.
+    assert!(paged.total().read <= 21, "limit=20 read {} items", paged.total().read);
+
+    let last = counted(&proxy, "list the last page (limit 1000)", async {
+        let answer = c.get(Endpoint::ListWorkspaces, &format!("/workspaces/list?limit=1000&next_token={token}")).await;
+        assert_eq!(answer.ok().as_array().map(Vec::len), Some(WORKSPACES - 20));
+        assert!(answer.body.get("next_token").is_none(), "the last page says nothing follows: {}", answer.body);
+    })
+    .await;
+    assert_eq!(last.total().requests, 1, "{last}");
+}
