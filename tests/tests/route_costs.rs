@@ -85,3 +85,50 @@ async fn listing_workspaces_costs_one_query_per_scope_and_page() {
     .await;
     assert_eq!(last.total().requests, 1, "{last}");
 }
+
+#[tokio::test]
+async fn project_routes_cost_what_they_read_and_write() {
+    let Some((proxy, h)) = stack("costs-projects").await else { return };
+    let c = Client::new(&h.app, "acme", "ann");
+    c.post(Endpoint::SaveWorkspace, "/workspaces/save", json!({"id": "ws_p", "name": "n"})).await.ok();
+    for i in 0..5 {
+        let p = json!({"project": {"id": format!("p_{i}"), "name": "seed"}});
+        c.post(Endpoint::SaveProject, "/projects/ws_p/save", p).await.ok();
+    }
+
+    let new = counted(&proxy, "save a new project", async {
+        c.post(Endpoint::SaveProject, "/projects/ws_p/save", json!({"project": {"id": "p_new", "name": "n"}}))
+            .await
+            .ok();
+    })
+    .await;
+    let update = counted(&proxy, "save an existing project", async {
+        c.post(Endpoint::SaveProject, "/projects/ws_p/save", json!({"project": {"id": "p_2", "name": "again"}}))
+            .await
+            .ok();
+    })
+    .await;
+    let list = counted(&proxy, "list projects", async {
+        let listed = c.get(Endpoint::ListProjects, "/projects/ws_p/list").await;
+        assert_eq!(listed.ok().as_array().map(Vec::len), Some(6));
+    })
+    .await;
+    let load = counted(&proxy, "load a project", async {
+        let loaded = c.get(Endpoint::LoadProject, "/projects/ws_p/load?project_id=p_2").await;
+        assert_eq!(loaded.ok()["name"], "again");
+    })
+    .await;
+    // Saving reads the workspace, the head, the catalog and the project's row once each (the
+    // commit takes the head, catalog and row from the snapshot the save decided on), then one
+    // transaction writes the row, its table's entry and the head.
+    for (what, save) in [("new", &new), ("existing", &update)] {
+        assert_eq!(save.total().requests, 5, "save {what}: {save}");
+        assert_eq!(requests(save, "GetItem"), 2, "save {what}: the workspace and the head, once: {save}");
+        assert_eq!(requests(save, "BatchGetItem"), 1, "save {what}: the row, once: {save}");
+        assert_eq!(requests(save, "TransactWriteItems"), 1, "{save}");
+        assert_eq!(save.total().written, 3, "save {what}: row, entry, head: {save}");
+    }
+    assert_eq!(load.total().requests, 4, "load: workspace, head, catalog, the row: {load}");
+    // Listing reads each part of the projects table (one per save until compaction folds them).
+    assert_eq!(requests(&list, "GetItem"), 2, "list: workspace and head: {list}");
+}

@@ -477,6 +477,34 @@ mod dynamodb_only {
         AttributeValue::S(v.into())
     }
 
+    /// A commit takes the head, catalog and looked-up keys its snapshot read from the store's
+    /// memory of that snapshot instead of reading them again. Another process (a second store
+    /// on the same table) moving the workspace in between must still make it a conflict that
+    /// writes nothing, and the retry must count rows from what is really stored.
+    #[tokio::test]
+    async fn a_commit_on_what_its_snapshot_read_still_conflicts_when_another_process_moved_on() {
+        use super::table_cases::{rows, upserts, write};
+        use shared::store::Tables;
+        let Some((a, (client, table))) = fresh_dynamo_store("remembered").await else { return };
+        let b = DynamoStore::new(client, table);
+        let ws = WsKey::new(ann(), "ws_1");
+        let first = a.commit(&ws, 0, upserts("c1", vec![write("t", rows(&["a"], 1))])).await.expect("c1");
+
+        let stale = a.snapshot(&ws).await.expect("snapshot");
+        assert!(stale.get_rows("t", &["b".into()]).await.expect("get").is_empty(), "b is new at this revision");
+        let theirs = b.snapshot(&ws).await.expect("their snapshot").revision();
+        b.commit(&ws, theirs, upserts("c2", vec![write("t", rows(&["b"], 2))])).await.expect("their commit");
+
+        let mine = a.commit(&ws, stale.revision(), upserts("c3", vec![write("t", rows(&["b"], 3))])).await;
+        assert!(matches!(mine, Err(StoreError::Conflict(_))), "decided on revision {first}, which moved: {mine:?}");
+        let fresh = a.snapshot(&ws).await.expect("snapshot");
+        assert_eq!(fresh.table("t").map(|t| t.row_count), Some(2), "nothing of the stale commit landed");
+        assert_eq!(fresh.get_rows("t", &["b".into()]).await.expect("get"), rows(&["b"], 2));
+        a.commit(&ws, fresh.revision(), upserts("c3", vec![write("t", rows(&["b"], 3))])).await.expect("the retry");
+        let after = a.snapshot(&ws).await.expect("snapshot");
+        assert_eq!(after.table("t").map(|t| t.row_count), Some(2), "b existed: replaced, not counted twice");
+    }
+
     #[tokio::test]
     async fn items_have_the_documented_layout() {
         let Some((store, (client, table))) = fresh_dynamo_store("layout").await else { return };

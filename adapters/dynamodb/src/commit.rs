@@ -4,7 +4,7 @@
 //! layer and entries first (behind a pending record) and then flips the head, the log and the
 //! record in one transaction. See the module doc of `dynamodb.rs` for the invariants.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -52,7 +52,12 @@ impl DynamoStore {
         self.check_layout().await?;
         let fault = self.fault()?;
         let ws_key = ws.key();
-        let head = self.head(&ws_key).await?;
+        // What the caller's snapshot of `base` read, when it was this process's latest.
+        let facts = self.recent.take(&ws_key, base);
+        let head = match &facts {
+            Some(facts) => facts.head.clone(),
+            None => self.head(&ws_key).await?,
+        };
         if head.rev != base {
             return Err(StoreError::Conflict(CHANGED.into()));
         }
@@ -66,7 +71,18 @@ impl DynamoStore {
             .chain(commit.drop_tables.iter().map(String::as_str))
             .collect();
         let workspace_key = key_item(ws.owner.key(), workspace_sk(&ws.workspace_id));
-        let (catalog, workspace_exists) = futures::try_join!(self.catalog(&ws_key, &head, Some(&names)), async {
+        let catalog = async {
+            match &facts {
+                Some(facts) => Ok(facts
+                    .catalog
+                    .iter()
+                    .filter(|(t, _)| names.contains(&t.as_str()))
+                    .map(|(t, e)| (t.clone(), e.clone()))
+                    .collect()),
+                None => self.catalog(&ws_key, &head, Some(&names)).await,
+            }
+        };
+        let (catalog, workspace_exists) = futures::try_join!(catalog, async {
             // Only a commit that may create the workspace needs to know.
             match commit.create_workspace {
                 Some(_) => self.item_exists(workspace_key.clone()).await,
@@ -81,7 +97,8 @@ impl DynamoStore {
         let mut layers = Vec::new();
         let mut states = Vec::new();
         for plan in &plans {
-            let (layer, state) = self.layer_and_state(&ws_key, &cat, plan, &txn).await?;
+            let known = facts.as_ref().and_then(|f| f.existing.get(plan.name));
+            let (layer, state) = self.layer_and_state(&ws_key, &cat, plan, &txn, known).await?;
             layers.extend(layer);
             states.push((plan.name.to_owned(), state));
         }
@@ -138,11 +155,17 @@ impl DynamoStore {
         cat: &str,
         plan: &TablePlan<'_>,
         txn: &str,
+        known: Option<&HashMap<String, bool>>,
     ) -> StoreResult<(Option<LayerWrite>, TableState)> {
-        // Which of the changed keys exist now decides the row count: reads grow with the change.
+        // Which of the changed keys exist now decides the row count: reads grow with the change,
+        // and none at all when the caller's snapshot looked every one of them up.
         let changed: Vec<&str> = plan.upserts.keys().chain(plan.deletes.iter()).copied().collect();
-        let existing: HashSet<String> = match &plan.old {
-            Some(old) if !changed.is_empty() => {
+        let known = known.filter(|known| changed.iter().all(|k| known.contains_key(*k)));
+        let existing: HashSet<String> = match (&plan.old, known) {
+            (Some(_), Some(known)) => {
+                changed.iter().filter(|k| known.get(**k) == Some(&true)).map(|k| (*k).to_owned()).collect()
+            }
+            (Some(old), None) if !changed.is_empty() => {
                 let view = TableView { store: self, cat_pk: cat, table: plan.name, parts: old.parts() };
                 view.get(&changed)
                     .await?

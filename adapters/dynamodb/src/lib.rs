@@ -98,6 +98,7 @@ mod jobs;
 mod layout;
 mod plan;
 mod read;
+mod recent;
 mod setup;
 mod staging;
 
@@ -128,6 +129,8 @@ pub struct DynamoStore {
     grace_secs: u64,
     /// Set once the table's layout item was found to be ours.
     layout_checked: Arc<OnceCell<()>>,
+    /// What the latest snapshots read, for a commit on their revision (`recent.rs`).
+    recent: recent::Recent,
 }
 
 impl Debug for DynamoStore {
@@ -151,6 +154,7 @@ impl DynamoStore {
             fault_after_rows: Arc::new(Mutex::new(None)),
             grace_secs: SNAPSHOT_GRACE_SECS,
             layout_checked: Arc::new(OnceCell::new()),
+            recent: recent::Recent::default(),
         }
     }
 
@@ -419,6 +423,7 @@ impl Tables for DynamoStore {
         let ws_key = ws.key();
         let head = self.head(&ws_key).await?;
         let catalog = self.catalog(&ws_key, &head, None).await?;
+        self.recent.remember(&ws_key, &head, &catalog);
         Ok(Box::new(DynamoSnapshot::new(self.clone(), &ws_key, head.gen.as_deref(), head.rev, catalog)))
     }
 

@@ -21,6 +21,7 @@ const BLOB_CONCURRENCY: usize = 8;
 /// The tables of one workspace as of one revision.
 pub struct DynamoSnapshot {
     pub(super) store: DynamoStore,
+    pub(super) ws_key: String,
     /// `None`: no generation (no table was ever committed, or the workspace was deleted).
     pub(super) cat_pk: Option<String>,
     pub(super) rev: u64,
@@ -39,6 +40,7 @@ impl DynamoSnapshot {
         let metas = catalog.iter().map(|(name, entry)| entry.state.meta(name)).collect();
         DynamoSnapshot {
             store,
+            ws_key: ws_key.to_owned(),
             cat_pk: gen.map(|gen| crate::layout::cat_pk(ws_key, gen)),
             rev,
             catalog,
@@ -85,6 +87,9 @@ impl Snapshot for DynamoSnapshot {
         let Some(view) = self.view(table) else { return Ok(Vec::new()) };
         let wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
         let found = view.get(&wanted).await?;
+        let exists = |k: &str| found.get(k).is_some_and(|data| *data != RowData::Tombstone);
+        let known = wanted.iter().map(|k| ((*k).to_owned(), exists(k)));
+        self.store.recent.note_existing(&self.ws_key, self.rev, table, known);
         let live: Vec<(String, RowData)> = found.into_iter().filter(|(_, data)| *data != RowData::Tombstone).collect();
         let rows: HashMap<String, Row> = self.store.resolve_rows(table, live).await?.into_iter().collect();
         // In the order asked for, as the SQLite adapter answers.
