@@ -90,41 +90,55 @@ fn apply_commit(
             params![ws, table.name, columns, table.key_column, owner],
         )
         .map_err(from_sqlite)?;
-        let mut put = tx
-            .prepare_cached("INSERT OR REPLACE INTO ws_rows (ws, tbl, key, data) VALUES (?1, ?2, ?3, ?4)")
+        // A new key is inserted, an existing one updated: which one happened is the row count's
+        // change, so the count follows what the commit writes, never what the table holds.
+        let mut insert = tx
+            .prepare_cached("INSERT OR IGNORE INTO ws_rows (ws, tbl, key, data) VALUES (?1, ?2, ?3, ?4)")
             .map_err(from_sqlite)?;
+        let mut update = tx
+            .prepare_cached("UPDATE ws_rows SET data = ?4 WHERE ws = ?1 AND tbl = ?2 AND key = ?3")
+            .map_err(from_sqlite)?;
+        let mut added = 0i64;
         for (key, row) in &table.rows {
             if let Some(limit) = fault.filter(|limit| written >= *limit) {
                 return Err(injected_fault(written, limit));
             }
             let data = serde_json::to_string(row).map_err(internal)?;
-            put.execute(params![ws, table.name, key, data]).map_err(from_sqlite)?;
+            if insert.execute(params![ws, table.name, key, data]).map_err(from_sqlite)? == 1 {
+                added += 1;
+            } else {
+                update.execute(params![ws, table.name, key, data]).map_err(from_sqlite)?;
+            }
             written += 1;
         }
+        count_rows(tx, ws, &table.name, added)?;
     }
     for (table, keys) in &commit.delete_rows {
         let mut del =
             tx.prepare_cached("DELETE FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND key = ?3").map_err(from_sqlite)?;
+        let mut removed = 0i64;
         for key in keys {
-            del.execute(params![ws, table, key]).map_err(from_sqlite)?;
+            removed += i64::try_from(del.execute(params![ws, table, key]).map_err(from_sqlite)?).unwrap_or(0);
         }
+        count_rows(tx, ws, table, -removed)?;
     }
     for table in &commit.drop_tables {
         tx.execute("DELETE FROM ws_rows WHERE ws = ?1 AND tbl = ?2", params![ws, table]).map_err(from_sqlite)?;
         tx.execute("DELETE FROM ws_tables WHERE ws = ?1 AND name = ?2", params![ws, table]).map_err(from_sqlite)?;
     }
-    let touched = commit.upserts.iter().map(|t| &t.name).chain(commit.delete_rows.iter().map(|(t, _)| t));
-    for table in touched {
-        tx.execute(
-            "UPDATE ws_tables SET row_count = (SELECT count(*) FROM ws_rows WHERE ws = ?1 AND tbl = ?2)
-             WHERE ws = ?1 AND name = ?2",
-            params![ws, table],
-        )
-        .map_err(from_sqlite)?;
-    }
     // A commit with fewer rows than the limit fails too, at the last moment: "every commit".
     if let Some(limit) = fault {
         return Err(injected_fault(written, limit));
+    }
+    Ok(())
+}
+
+/// Moves `table`'s recorded row count by `delta`.
+fn count_rows(tx: &rusqlite::Transaction<'_>, ws: &str, table: &str, delta: i64) -> StoreResult<()> {
+    if delta != 0 {
+        tx.prepare_cached("UPDATE ws_tables SET row_count = row_count + ?3 WHERE ws = ?1 AND name = ?2")
+            .and_then(|mut stmt| stmt.execute(params![ws, table, delta]))
+            .map_err(from_sqlite)?;
     }
     Ok(())
 }
