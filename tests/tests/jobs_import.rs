@@ -219,7 +219,7 @@ async fn a_killed_import_worker_resumes_exactly(backend: Backend, rows: usize) {
             }
             continue;
         }
-        blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_millis(10)).await;
+        blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::ZERO).await;
     }
     assert!(kills > 0, "no invocation was killed mid-way");
     let bundle = exported(&h, &ann, "ws_1").await;
@@ -248,7 +248,7 @@ async fn a_cancelled_import_leaves_nothing() {
     let before = exported(&h, &ann, "ws_1").await;
     let job_id = started(&import(&ann, "ws_1", facts_bundle("ws_1", 0..3_000, 70), true).await);
     // One short invocation: it plans, stages one chunk and pauses.
-    assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_millis(10)).await, 1);
+    assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::ZERO).await, 1);
     let mid = h.app.jobs.get_job(&owner(&ann), &job_id).await.expect("get").expect("job");
     assert_eq!(mid.state, JobState::Running);
     let rows = mid.progress.rows;
@@ -301,7 +301,7 @@ async fn a_bundle_changed_under_a_running_job_fails_it_with_nothing_visible() {
     let ann = Client::new(&h.app, "acme", "ann");
     let (bundle_id, url) = upload(&h, &ann, &facts_bundle("ws_1", 0..3_000, 70)).await;
     let job_id = started(&import(&ann, "ws_1", json!({"bundle_id": bundle_id}), true).await);
-    assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_millis(10)).await, 1);
+    assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::ZERO).await, 1);
     let other = serde_json::to_vec(&facts_bundle("ws_1", 5_000..8_000, 70)).expect("bytes");
     let (status, _) = fetch_url(&h.app, "PUT", &url, Some(other)).await;
     assert_eq!(status, 200);
@@ -321,7 +321,7 @@ async fn an_edit_while_an_import_job_runs_is_kept(backend: Backend) {
     let ann = Client::new(&h.app, "acme", "ann");
     import(&ann, "ws_1", facts_bundle("ws_1", 0..10, 70), false).await.ok();
     let job_id = started(&import(&ann, "ws_1", facts_bundle("ws_1", 0..3_000, 70), true).await);
-    assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_millis(10)).await, 1);
+    assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::ZERO).await, 1);
     let mut edit = facts_bundle("ws_1", 9_000..9_001, 70);
     edit["projects"] = json!({});
     import(&ann, "ws_1", edit, false).await.ok();
@@ -350,7 +350,7 @@ async fn a_workspace_deleted_under_an_import_job_fails_it(backend: Backend) {
     let ann = Client::new(&h.app, "acme", "ann");
     import(&ann, "ws_1", facts_bundle("ws_1", 0..10, 70), false).await.ok();
     let job_id = started(&import(&ann, "ws_1", facts_bundle("ws_1", 0..3_000, 70), true).await);
-    assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_millis(10)).await, 1);
+    assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::ZERO).await, 1);
     ann.post(Endpoint::CleanupWorkspace, "/workspaces/ws_1/cleanup", json!({})).await.ok();
     let (job, _) = work(&h, &owner(&ann), &job_id, 1, Duration::from_secs(60), 10).await;
     assert_eq!(job.state, JobState::Failed);
@@ -414,7 +414,7 @@ async fn a_commit_under_way_is_finished_not_abandoned() {
         if job.progress.rows.total.is_some_and(|t| t == job.progress.rows.done) {
             break;
         }
-        assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_millis(10)).await, 1);
+        assert_eq!(blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::ZERO).await, 1);
     }
     let mut job = h.app.jobs.get_job(&owner(&ann), &job_id).await.expect("get").expect("job");
     assert_eq!(job.state, JobState::Running, "{:?}", job.error);

@@ -25,6 +25,8 @@ pub use layout::LAYOUT_VERSION;
 pub struct SqliteStore {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// Idle read connections for snapshots (`snapshot::Readers`).
+    readers: snapshot::Readers,
     /// See `Faults::inject_commit_fault` (set only with the `faults` feature).
     fault_after_rows: Arc<Mutex<Option<usize>>>,
 }
@@ -62,6 +64,7 @@ impl SqliteStore {
         Ok(Self {
             path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),
+            readers: snapshot::Readers::default(),
             fault_after_rows: Arc::new(Mutex::new(None)),
         })
     }
@@ -220,8 +223,8 @@ impl Workspaces for SqliteStore {
 #[async_trait]
 impl Tables for SqliteStore {
     async fn snapshot(&self, ws: &WsKey) -> StoreResult<Box<dyn Snapshot>> {
-        let (path, ws) = (self.path.clone(), ws.key());
-        let snapshot = tokio::task::spawn_blocking(move || snapshot::SqliteSnapshot::open(&path, ws))
+        let (path, readers, ws) = (self.path.clone(), Arc::clone(&self.readers), ws.key());
+        let snapshot = tokio::task::spawn_blocking(move || snapshot::SqliteSnapshot::open(&path, readers, ws))
             .await
             .map_err(internal)??;
         Ok(Box::new(snapshot))

@@ -12,22 +12,56 @@ use shared::store::{Snapshot, StoreResult};
 use shared::tables::{Column, Row, TableMeta, TableOwner};
 
 pub(super) struct SqliteSnapshot {
-    /// Inside an open read transaction, ended when the connection closes (on drop).
-    conn: Arc<Mutex<Connection>>,
+    /// Inside an open read transaction, ended on drop (`None` only then).
+    conn: Option<Arc<Mutex<Connection>>>,
+    /// Where the connection goes back to on drop, for the next snapshot.
+    readers: Readers,
     ws: String,
     rev: u64,
     tables: Vec<TableMeta>,
 }
 
+/// Connections of finished snapshots, kept open: opening one (file, pragmas, schema read) costs
+/// about as much as a small snapshot's whole read.
+pub(super) type Readers = Arc<Mutex<Vec<Connection>>>;
+
+/// Idle connections kept: more than the snapshots a process usually has open at once.
+const IDLE_READERS_MAX: usize = 4;
+
 impl SqliteSnapshot {
-    /// Blocking: opens the connection, begins the transaction and reads the head and the tables.
-    pub(super) fn open(path: &Path, ws: String) -> StoreResult<Self> {
-        let conn = layout::connect(path)?;
+    /// Blocking: takes an idle connection or opens one, begins the transaction and reads the
+    /// head and the tables.
+    pub(super) fn open(path: &Path, readers: Readers, ws: String) -> StoreResult<Self> {
+        let idle = readers.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => layout::connect(path)?,
+        };
         conn.execute_batch("BEGIN").map_err(from_sqlite)?;
         // The transaction's first read: from here on it sees this revision only.
         let rev = head(&conn, &ws)?;
         let tables = read_tables(&conn, &ws)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), ws, rev, tables })
+        Ok(Self { conn: Some(Arc::new(Mutex::new(conn))), readers, ws, rev, tables })
+    }
+
+    fn conn(&self) -> StoreResult<&Arc<Mutex<Connection>>> {
+        self.conn.as_ref().ok_or_else(|| internal("snapshot already closed"))
+    }
+}
+
+impl Drop for SqliteSnapshot {
+    /// Ends the read transaction (nothing to write: no fsync) and hands the connection back. One
+    /// a read still holds (a cancelled call's blocking task) is simply closed instead.
+    fn drop(&mut self) {
+        let conn = self.conn.take().and_then(|c| Arc::try_unwrap(c).ok()).and_then(|m| m.into_inner().ok());
+        let Some(conn) = conn else { return };
+        if conn.execute_batch("COMMIT").is_ok() && conn.is_autocommit() {
+            if let Ok(mut idle) = self.readers.lock() {
+                if idle.len() < IDLE_READERS_MAX {
+                    idle.push(conn);
+                }
+            }
+        }
     }
 }
 
@@ -86,7 +120,7 @@ impl Snapshot for SqliteSnapshot {
     async fn read_rows(&self, table: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Row)>> {
         let (ws, table, after) = (self.ws.clone(), table.to_owned(), after.map(str::to_owned));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        blocking(&self.conn, move |conn| {
+        blocking(self.conn()?, move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT key, data FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND (?3 IS NULL OR key > ?3)
@@ -107,7 +141,7 @@ impl Snapshot for SqliteSnapshot {
 
     async fn get_rows(&self, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
         let (ws, table, keys) = (self.ws.clone(), table.to_owned(), keys.to_vec());
-        blocking(&self.conn, move |conn| {
+        blocking(self.conn()?, move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT data FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND key = ?3")
                 .map_err(from_sqlite)?;

@@ -181,9 +181,9 @@ impl JobTables for SqliteStore {
 
     /// Rows are changed in place, so only the current revision can be read.
     async fn snapshot_at(&self, ws: &WsKey, rev: u64) -> StoreResult<Option<Box<dyn Snapshot>>> {
-        let (path, ws) = (self.path.clone(), ws.key());
+        let (path, readers, ws) = (self.path.clone(), std::sync::Arc::clone(&self.readers), ws.key());
         let snapshot =
-            tokio::task::spawn_blocking(move || SqliteSnapshot::open(&path, ws)).await.map_err(internal)??;
+            tokio::task::spawn_blocking(move || SqliteSnapshot::open(&path, readers, ws)).await.map_err(internal)??;
         Ok((snapshot.revision() == rev).then(|| Box::new(snapshot) as Box<dyn Snapshot>))
     }
 
