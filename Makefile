@@ -39,7 +39,7 @@ help:
 	@echo "make test         fmt + clippy + cfn-lint + cargo tests (DynamoDB/S3 against moto) + end-to-end smoke + fuzz"
 	@echo "make fuzz         Schemathesis against openapi.yaml on a fresh local stack, fresh seed (FUZZ_SECONDS=600)"
 	@echo "make bench        one run, ratios measured in it: routes and jobs on both backends, each function's cold start and size against hello world (BENCHMARKS.md)"
-	@echo "make invoke       FN=save-workspace: one fixture event through the Lambda invoke API of a running 'make run'"
+	@echo "make invoke       FN=<any function>: its fixture event through the Lambda invoke API of a running 'make run'"
 	@echo "make token        mint a dev token: make token ORG=acme USER_NAME=ann [ROLE=admin] [TTL=3600]"
 	@echo "make openapi      print the request-body schemas the handlers' types define (openapi.yaml must agree)"
 	@echo "make fmt | lint   format the code | fmt check + clippy + cfn-lint"
@@ -64,10 +64,14 @@ token:
 	  WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-tools --bin mint-token -- \
 	  --org "$(ORG)" --user "$(USER_NAME)" $(if $(ROLE),--role "$(ROLE)") $(if $(TTL),--ttl "$(TTL)")
 
-# Against a running `make run`: the function's API Gateway fixture event (shared/tests/fixtures/
-# events/$(FN).json, for my-org/my-user) with a fresh token, through cargo lambda's invoke API.
+# Against a running `make run`: the function's fixture event (shared/tests/fixtures/events/
+# $(FN).json, for my-org/my-user; tests/tests/fixture_events.rs keeps one per function) with a
+# fresh token, through cargo lambda's invoke API. Route functions take an API Gateway event,
+# jobs-worker an SQS batch (of a job that does not exist: acknowledged), compact-tables a
+# Scheduled Event (nothing to compact on SQLite); the watch server runs any of them.
 FN ?= save-workspace
 invoke: venv
+	@test -f shared/tests/fixtures/events/$(FN).json || { echo "no fixture event for FN=$(FN); one of: $(FUNCTIONS)" >&2; exit 2; }
 	@ROOT=$(CURDIR); source scripts/lib.sh; \
 	  tok=$$(WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-tools --bin mint-token -- --org my-org --user my-user); \
 	  event=$$(mktemp); sed "s/TOKEN/$$tok/" shared/tests/fixtures/events/$(FN).json > $$event; \
