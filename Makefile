@@ -19,8 +19,9 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 # What template.yaml deploys: every function but the local-only bundle links (routes.rs
 # local_only; in AWS they are presigned S3 URLs).
 DEPLOYED  := $(filter-out download-bundle upload-bundle,$(FUNCTIONS))
-# Release arm64 builds go to the clone's target/ whatever CARGO_TARGET_DIR says: sam build copies
-# each binary from ./target/lambda/<fn>/bootstrap only, so make build's output is what it reuses.
+# Release arm64 builds go to the clone's target/lambda/<fn>/bootstrap whatever CARGO_TARGET_DIR
+# says; sam build gets the same directory (its builder runs cargo lambda once per function and
+# copies from that target dir), so after make build its runs are no-ops.
 LAMBDA_TARGET_DIR ?= $(CURDIR)/target
 # sam build runs cargo lambda (and zig) from PATH; Rust through cargo lambda is a beta builder.
 SAM_ENV   := PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR="$(LAMBDA_TARGET_DIR)" \
