@@ -14,7 +14,7 @@ cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
-for tool in python cfn-lint moto_server cargo-lambda schemathesis; do
+for tool in python cfn-lint sam moto_server cargo-lambda schemathesis; do
     [[ -x "$VENV/bin/$tool" ]] || { echo "missing $VENV/bin/$tool: run 'make venv' (make test does it for you)" >&2; exit 2; }
 done
 
@@ -150,6 +150,8 @@ fuzz() {
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step cfn-lint "$VENV/bin/cfn-lint" template.yaml
+# Offline too (dummy credentials; checked with the network cut): SAM's own transform and lint.
+step sam-validate env VENV="$VENV" scripts/sam-validate.sh
 step moto start_moto
 step cargo-test cargo_tests
 step e2e e2e

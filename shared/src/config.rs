@@ -32,12 +32,60 @@ pub enum QueueUrl {
     Sqs(String),
 }
 
-#[derive(Debug, Clone)]
+/// A secret's text: usable as a `str`, never printed (`Debug` shows `***`), so a config dump or
+/// an error built from one cannot leak it.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(String);
+
+impl std::ops::Deref for Redacted {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<&str> for Redacted {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for Redacted {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// One entry of `WORKSPACES_JWT_KEYS`: a key a token names by its `kid` header. `alg` is the one
+/// algorithm it verifies (HS256 with `secret`, RS256/ES256 with a public `pem`); the key itself
+/// is checked when the verifier is built (`auth::Verifier::from_config`), still at init.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKey {
+    pub kid: String,
+    pub alg: String,
+    #[serde(default)]
+    pub pem: Option<String>,
+    #[serde(default)]
+    pub secret: Option<Redacted>,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct JwtConfig {
-    /// HS256 shared secret (`WORKSPACES_JWT_SECRET`).
-    pub secret: Option<String>,
-    /// RS256 or ES256 public key, PEM (`WORKSPACES_JWT_PUBLIC_KEY`; a path to a PEM file works too).
+    /// HS256 shared secret (`WORKSPACES_JWT_SECRET`): a key without a `kid`.
+    pub secret: Option<Redacted>,
+    /// RS256 or ES256 public key, PEM (`WORKSPACES_JWT_PUBLIC_KEY`; a path to a PEM file works
+    /// too): a key without a `kid`.
     pub public_key_pem: Option<String>,
+    /// Keys chosen by the token's `kid` (`WORKSPACES_JWT_KEYS`), several at once for rotation.
+    pub keys: Vec<JwtKey>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
 }
@@ -55,7 +103,7 @@ pub struct Config {
     pub bundle_ttl_secs: u64,
     /// Signs local bundle links (`WORKSPACES_LINK_SECRET`, else derived from the JWT secret).
     /// `None` only with S3 bundles and no JWT secret, where S3 presigns every link.
-    pub link_secret: Option<String>,
+    pub link_secret: Option<Redacted>,
     /// Rows one synchronous import may write (see `api::import`); more is refused with 413.
     pub sync_import_max_rows: u64,
     /// Rows of a workspace the synchronous export streams; more is refused with 413 naming jobs.
@@ -127,15 +175,16 @@ impl Config {
             None => None,
         };
         let jwt = JwtConfig {
-            secret: get("WORKSPACES_JWT_SECRET"),
+            secret: get("WORKSPACES_JWT_SECRET").map(Redacted::from),
             public_key_pem,
+            keys: get("WORKSPACES_JWT_KEYS").as_deref().map(parse_jwt_keys).transpose()?.unwrap_or_default(),
             issuer: get("WORKSPACES_JWT_ISSUER"),
             audience: get("WORKSPACES_JWT_AUDIENCE"),
         };
-        if jwt.secret.is_none() && jwt.public_key_pem.is_none() {
+        if jwt.secret.is_none() && jwt.public_key_pem.is_none() && jwt.keys.is_empty() {
             return Err(ConfigError {
                 var: "WORKSPACES_JWT_SECRET",
-                message: "set it (HS256) or WORKSPACES_JWT_PUBLIC_KEY (RS256/ES256 PEM); no token could be verified otherwise"
+                message: "set it (HS256), WORKSPACES_JWT_PUBLIC_KEY (RS256/ES256 PEM) or WORKSPACES_JWT_KEYS; no token could be verified otherwise"
                     .into(),
             });
         }
@@ -145,7 +194,8 @@ impl Config {
         let inline_limit_bytes =
             parse_usize(&get, "WORKSPACES_INLINE_LIMIT_BYTES", "bytes", DEFAULT_INLINE_LIMIT_BYTES)?;
         let bundle_ttl_secs = parse_ttl(&get, "WORKSPACES_BUNDLE_TTL_SECS", DEFAULT_BUNDLE_TTL_SECS)?;
-        let link_secret = get("WORKSPACES_LINK_SECRET").or_else(|| jwt.secret.as_deref().map(derive_link_secret));
+        let link_secret =
+            get("WORKSPACES_LINK_SECRET").or_else(|| jwt.secret.as_deref().map(derive_link_secret)).map(Redacted::from);
         if link_secret.is_none() && matches!(bundles, BundlesUrl::Folder(_)) {
             return Err(ConfigError {
                 var: "WORKSPACES_LINK_SECRET",
@@ -182,6 +232,32 @@ impl Config {
             import_part_chunks,
         })
     }
+}
+
+/// `WORKSPACES_JWT_KEYS`: a JSON list of `{"kid", "alg", "pem" | "secret"}`, kids unique and
+/// not empty. A parse error names its position only, never the text (it may hold a secret).
+fn parse_jwt_keys(raw: &str) -> Result<Vec<JwtKey>, ConfigError> {
+    let err = |message: String| ConfigError { var: "WORKSPACES_JWT_KEYS", message };
+    let keys: Vec<JwtKey> = serde_json::from_str(raw).map_err(|e| {
+        err(format!(
+            "not a JSON list of {{\"kid\", \"alg\", \"pem\" or \"secret\"}} objects (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if keys.is_empty() {
+        return Err(err("the list is empty; leave the variable unset instead".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for k in &keys {
+        if k.kid.trim().is_empty() {
+            return Err(err("a key has an empty \"kid\"".into()));
+        }
+        if !seen.insert(k.kid.as_str()) {
+            return Err(err(format!("kid '{}' is listed twice", k.kid)));
+        }
+    }
+    Ok(keys)
 }
 
 /// A positive whole number of `unit` (named in the error: bytes, rows, ...).
@@ -393,7 +469,7 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, other);
         assert_eq!(a.len(), 64);
-        assert_ne!(a, "s");
+        assert_ne!(&*a, "s");
     }
 
     #[test]

@@ -83,7 +83,7 @@ async fn rs256_and_es256_public_keys_accept_exactly_their_algorithm() {
     for (private, public, alg) in
         [("rsa-private.pem", "rsa-public.pem", Algorithm::RS256), ("ec-private.pem", "ec-public.pem", Algorithm::ES256)]
     {
-        let jwt = JwtConfig { secret: None, public_key_pem: Some(key(public)), issuer: None, audience: None };
+        let jwt = JwtConfig { public_key_pem: Some(key(public)), ..JwtConfig::default() };
         let app = app_with(jwt, 1_000_000);
         let enc = match alg {
             Algorithm::RS256 => EncodingKey::from_rsa_pem(key(private).as_bytes()).unwrap(),

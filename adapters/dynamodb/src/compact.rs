@@ -48,6 +48,9 @@ pub struct CompactionReport {
     pub generations_swept: usize,
     /// Workspaces left marked because some work is not due yet (or the budget ran out).
     pub left_marked: usize,
+    /// Of those, the ones this run had no time to start: compaction falling behind, where the
+    /// rest of `left_marked` is work inside its grace period (normal on a busy workspace).
+    pub not_reached: usize,
 }
 
 impl CompactionReport {
@@ -60,6 +63,7 @@ impl CompactionReport {
         self.commits_aborted += other.commits_aborted;
         self.generations_swept += other.generations_swept;
         self.left_marked += other.left_marked;
+        self.not_reached += other.not_reached;
     }
 }
 
@@ -107,6 +111,7 @@ impl DynamoStore {
                 for item in page.items() {
                     if Instant::now() >= deadline {
                         report.left_marked += 1;
+                        report.not_reached += 1;
                         continue;
                     }
                     if let Some(ws_key) = text(item, "GSI1SK") {

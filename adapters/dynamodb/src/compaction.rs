@@ -64,8 +64,10 @@ pub async fn compact(store: Option<&DynamoStore>, budget: Duration) -> Result<Va
         commits_aborted = report.commits_aborted,
         generations_swept = report.generations_swept,
         left_marked = report.left_marked,
+        not_reached = report.not_reached,
         "compaction run"
     );
+    println!("{}", emf_line(&report, &std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(), now_millis()));
     Ok(json!({
         "compacted": true,
         "workspaces": report.workspaces,
@@ -73,7 +75,42 @@ pub async fn compact(store: Option<&DynamoStore>, budget: Duration) -> Result<Va
         "items_folded": report.items_folded,
         "rows_deleted": report.rows_deleted,
         "left_marked": report.left_marked,
+        "not_reached": report.not_reached,
     }))
+}
+
+/// Namespace of the metrics compaction emits (the template's CompactionLagAlarm reads it).
+pub const METRICS_NAMESPACE: &str = "Workspaces/Compaction";
+
+/// One CloudWatch embedded-metric-format line: Lambda ships stdout to the log group, and
+/// CloudWatch turns this line into metrics (no API call, no IAM permission). `WorkspacesNotReached`
+/// is the lag: marked workspaces a run had no time to start.
+pub fn emf_line(report: &crate::compact::CompactionReport, function: &str, timestamp_ms: u64) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [
+                    {"Name": "WorkspacesNotReached", "Unit": "Count"},
+                    {"Name": "WorkspacesLeftMarked", "Unit": "Count"},
+                    {"Name": "WorkspacesCompacted", "Unit": "Count"},
+                ],
+            }],
+        },
+        "FunctionName": function,
+        "WorkspacesNotReached": report.not_reached,
+        "WorkspacesLeftMarked": report.left_marked,
+        "WorkspacesCompacted": report.workspaces,
+    })
+    .to_string()
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The DynamoDB store `WORKSPACES_STORE` names (with the bundle store for oversized rows), or
@@ -94,4 +131,28 @@ async fn store_from_env(links: Links) -> Result<Option<DynamoStore>, String> {
         // Rows of a DynamoDB store only go to S3 in AWS; a folder here means a local mix.
         BundlesUrl::Folder(_) => dynamo,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_emf_line_carries_the_lag_metric_by_function() {
+        let report =
+            crate::compact::CompactionReport { workspaces: 4, left_marked: 3, not_reached: 2, ..Default::default() };
+        let line: Value = serde_json::from_str(&emf_line(&report, "stack-CompactTables-x", 1_700_000_000_000)).unwrap();
+        let meta = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(meta["Namespace"], METRICS_NAMESPACE);
+        assert_eq!(meta["Dimensions"], json!([["FunctionName"]]));
+        // Every metric named in the metadata has its value at the top level, as EMF requires.
+        for m in meta["Metrics"].as_array().unwrap() {
+            assert!(line[m["Name"].as_str().unwrap()].is_u64(), "{m}");
+        }
+        assert_eq!(
+            (line["WorkspacesNotReached"].as_u64(), line["FunctionName"].as_str()),
+            (Some(2), Some("stack-CompactTables-x"))
+        );
+        assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000u64);
+    }
 }

@@ -25,7 +25,7 @@ pub fn temp_db() -> PathBuf {
 }
 
 pub fn jwt_config() -> JwtConfig {
-    JwtConfig { secret: Some(SECRET.into()), public_key_pem: None, issuer: None, audience: None }
+    JwtConfig { secret: Some(SECRET.into()), ..JwtConfig::default() }
 }
 
 /// A bundle folder of its own per app, next to its database (a sibling of the `.db` file).
