@@ -210,12 +210,32 @@ async fn a_killed_import_worker_resumes_exactly(backend: Backend, rows: usize) {
         assert!(invocations < 200, "still {:?} after {invocations} invocations", job.state);
         invocations += 1;
         if invocations % 3 == 1 && kills < 5 {
-            let ms = 30 + (invocations * 137) % 400;
+            // Killed once the job has recorded a chunk past where it stood, a little later
+            // each time, so the kill lands inside the next chunk's writes whatever the machine's
+            // speed (a fixed timer let a fast worker finish the whole job first).
             let work = blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_secs(1));
-            if tokio::time::timeout(Duration::from_millis(ms), work).await.is_err() {
-                kills += 1;
-                // A killed Run task's claim expires 5 s after its deadline.
-                tokio::time::sleep(Duration::from_secs(7)).await;
+            let delay = Duration::from_millis((invocations * 7) % 20);
+            let moved_on = async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let now = h.app.jobs.get_job(&owner, &job_id).await.expect("get").expect("job");
+                    if now.progress.rows.done > progress || now.state.is_final() {
+                        break;
+                    }
+                }
+                tokio::time::sleep(delay).await;
+            };
+            tokio::select! {
+                _ = work => {}
+                () = moved_on => {
+                    // `work` is dropped where it stands: nothing of it runs after this.
+                    let now = h.app.jobs.get_job(&owner, &job_id).await.expect("get").expect("job");
+                    if !now.state.is_final() {
+                        kills += 1;
+                        // A killed Run task's claim expires 5 s after its deadline.
+                        tokio::time::sleep(Duration::from_secs(7)).await;
+                    }
+                }
             }
             continue;
         }
