@@ -39,7 +39,7 @@ help:
 	@echo "                  STORE=dynamodb: on DynamoDB + S3 (a local moto unless AWS_ENDPOINT_URL_DYNAMODB/_S3 are set)"
 	@echo "make test         fmt + clippy + cfn-lint + sam validate + cargo tests (DynamoDB/S3 against moto) + end-to-end smoke + fuzz"
 	@echo "make fuzz         Schemathesis against openapi.yaml on a fresh local stack, fresh seed (FUZZ_SECONDS=600)"
-	@echo "make bench        one run, ratios measured in it: routes and jobs on both backends, each function's cold start and size against hello world (BENCHMARKS.md)"
+	@echo "make bench        one run, ratios measured in it: routes and jobs on both backends, each function's cold start and size against hello world (docs/benchmarks.md)"
 	@echo "make invoke       FN=<any function>: its fixture event through the Lambda invoke API of a running 'make run'"
 	@echo "make token        mint a dev token: make token ORG=acme USER_NAME=ann [ROLE=admin] [TTL=3600]"
 	@echo "make openapi      print the request-body schemas the handlers' types define (openapi.yaml must agree)"

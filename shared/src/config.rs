@@ -132,7 +132,7 @@ pub const DEFAULT_STORE: &str = "sqlite://.local/workspaces.db";
 /// body travels as an escaped JSON string beside the headers: leave room for both.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 5_000_000;
 pub const DEFAULT_BUNDLES: &str = "file://.local/bundles";
-/// Rows the synchronous import finishes well inside the HTTP API's 30 s (measured: README).
+/// Rows the synchronous import finishes well inside the HTTP API's 30 s (measured: docs/benchmarks.md).
 pub const DEFAULT_SYNC_IMPORT_MAX_ROWS: usize = 150_000;
 /// Rows the synchronous export streams well inside 30 s on DynamoDB (one parallel Query per
 /// shard per 2,000-row page): more is a job.

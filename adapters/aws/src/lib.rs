@@ -28,7 +28,7 @@ static SDK_CONFIG: OnceCell<SdkConfig> = OnceCell::const_new();
 ///
 /// Not `aws_config::load()`: its default chains read `~/.aws` profile files and build an STS
 /// client for web-identity credentials at init, which loads the TLS root certificates before
-/// the first request (half of a cold start, BENCHMARKS.md) and links STS, SSO, IMDS and the
+/// the first request (half of a cold start, docs/benchmarks.md) and links STS, SSO, IMDS and the
 /// profile parser into every function (≈1 MB). Nothing here touches the network or a file.
 pub async fn sdk_config() -> &'static SdkConfig {
     SDK_CONFIG.get_or_init(|| async { environment_config() }).await

@@ -38,7 +38,7 @@ use crate::store::StoreError;
 use crate::tables::WsKey;
 
 /// Largest bundle an import job reads: pass 1 keeps 16 bytes per row while it indexes keys, so
-/// a worker's memory bounds the rows, not the bytes (see the README's Jobs section).
+/// a worker's memory bounds the rows, not the bytes (see docs/api.md, Jobs).
 pub const MAX_JOB_BUNDLE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// A job never fans out wider than this; more chunks make longer parts.
 pub const MAX_PARTS: usize = 100;
