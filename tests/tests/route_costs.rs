@@ -132,3 +132,56 @@ async fn project_routes_cost_what_they_read_and_write() {
     // Listing reads each part of the projects table (one per save until compaction folds them).
     assert_eq!(requests(&list, "GetItem"), 2, "list: workspace and head: {list}");
 }
+
+/// A workspace table appears inside every project of an export bundle (the platform's format);
+/// when it is small its rows are written once and replayed, so exporting a workspace of five
+/// projects reads it as often as one of one project does.
+#[tokio::test]
+async fn an_export_reads_a_repeated_workspace_table_once() {
+    let Some((proxy, h)) = stack("costs-export").await else { return };
+    let c = Client::new(&h.app, "acme", "ann");
+    let mut costs = Vec::new();
+    for projects in [1usize, 5] {
+        let ws = format!("ws_{projects}");
+        let ids: Vec<String> = (0..projects).map(|i| format!("p{i}")).collect();
+        let rows: Vec<(&str, &str, &str)> = ids.iter().map(|id| (id.as_str(), "ann", "user")).collect();
+        let data: Vec<serde_json::Value> = (0..50).map(|i| json!({"datasource_id": format!("d{i:03}")})).collect();
+        let datasources = json!({
+            "schema": [{"name": "datasource_id", "type": "text", "nullable": "NO", "default": null}],
+            "data": data,
+        });
+        let bundle = json!({"workspace_id": ws, "projects": {}, "tables": {
+            format!("projects_{ws}"): blackbox_tests::projects_table(&rows),
+            format!("datasources_{ws}"): datasources,
+        }});
+        let body = json!({"export_data": bundle, "workspace_id": ws, "scope": "user"});
+        c.post(Endpoint::ImportTables, "/workspaces/import-tables", body).await.ok();
+        let label = format!("export, {projects} projects");
+        let cost = counted(&proxy, &label, async {
+            let answer = c.post(Endpoint::ExportTables, &format!("/workspaces/{ws}/export-tables"), json!({})).await;
+            let bundle = answer.ok();
+            for id in &ids {
+                let table = &bundle["projects"][id.as_str()]["tables"][format!("datasources_{ws}")];
+                assert_eq!(table["row_count"], 50, "{id} holds the workspace table whole");
+            }
+        })
+        .await;
+        costs.push(cost);
+    }
+    assert_eq!(
+        costs[0].total().requests,
+        costs[1].total().requests,
+        "1 project: {}\n5 projects: {}",
+        costs[0],
+        costs[1]
+    );
+    // The projects table is read twice (who may see which project, then its rows): the four
+    // more project rows twice, and not one more datasource row.
+    assert_eq!(
+        costs[1].total().read - costs[0].total().read,
+        2 * 4,
+        "1 project: {}\n5 projects: {}",
+        costs[0],
+        costs[1]
+    );
+}

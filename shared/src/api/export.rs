@@ -5,7 +5,7 @@
 //! into a streamed (multipart) upload to the object store and the answer carries a link
 //! instead of the rows. Memory stays bounded by one page of rows plus one upload part.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -382,7 +382,7 @@ impl Bundle<'_> {
         let steps = self.layout.steps();
         let info = database_info(self.app);
         let now = cursor.totals.extraction_timestamp.clone();
-        let mut out = Out { sink };
+        let mut out = Out { sink, replays: Replays::default() };
         while let Some(step) = steps.get(cursor.step) {
             match step {
                 Step::Header => {
@@ -449,6 +449,10 @@ impl Bundle<'_> {
         top: bool,
     ) -> Result<bool, ApiError> {
         let projects = table.name == projects_table(&self.ws.workspace_id);
+        // A workspace table is repeated inside every project of the bundle: when it is one
+        // page, its rows are kept as written and replayed, not read again per project.
+        let repeated = !top && table.owner.project_id().is_none() && !projects;
+        let mut replayed = false;
         if !cursor.opened {
             if !first {
                 out.raw(",").await?;
@@ -458,32 +462,51 @@ impl Bundle<'_> {
             out.field(true, "schema", &table.columns).await?;
             out.raw(",\"data\":[").await?;
             (cursor.opened, cursor.after, cursor.rows) = (true, None, 0);
+            if let Some((bytes, rows)) = out.replays.kept.get(&table.name) {
+                out.sink.write(bytes).await?;
+                cursor.rows = *rows;
+                replayed = true;
+            }
         }
-        loop {
-            let page = self.snapshot.read_rows(&table.name, cursor.after.as_deref(), PAGE_ROWS).await?;
-            let full = page.len() == PAGE_ROWS;
-            if let Some((k, _)) = page.last() {
-                cursor.after = Some(k.clone());
-            }
-            for (key, row) in page {
-                if projects && self.layout.hidden.contains(&key) {
-                    continue;
+        if !replayed {
+            loop {
+                let fresh = cursor.after.is_none();
+                let page = self.snapshot.read_rows(&table.name, cursor.after.as_deref(), PAGE_ROWS).await?;
+                let full = page.len() == PAGE_ROWS;
+                if let Some((k, _)) = page.last() {
+                    cursor.after = Some(k.clone());
                 }
-                let mut row = Value::Object(row);
-                if !self.include_secrets {
-                    secrets::redact(&mut row);
+                let mut kept = (repeated && fresh && !full).then(Vec::new);
+                for (key, row) in page {
+                    if projects && self.layout.hidden.contains(&key) {
+                        continue;
+                    }
+                    let mut row = Value::Object(row);
+                    if !self.include_secrets {
+                        secrets::redact(&mut row);
+                    }
+                    let bytes = serde_json::to_vec(&row).map_err(ApiError::internal)?;
+                    if cursor.rows > 0 {
+                        out.raw(",").await?;
+                    }
+                    out.sink.write(&bytes).await?;
+                    if let Some(kept) = kept.as_mut() {
+                        if !kept.is_empty() {
+                            kept.push(b',');
+                        }
+                        kept.extend_from_slice(&bytes);
+                    }
+                    cursor.rows += 1;
                 }
-                if cursor.rows > 0 {
-                    out.raw(",").await?;
+                if let Some(kept) = kept {
+                    out.replays.keep(&table.name, kept, cursor.rows);
                 }
-                out.value(&row).await?;
-                cursor.rows += 1;
-            }
-            if !full {
-                break;
-            }
-            if !out.sink.page_done(cursor).await? {
-                return Ok(false);
+                if !full {
+                    break;
+                }
+                if !out.sink.page_done(cursor).await? {
+                    return Ok(false);
+                }
             }
         }
         out.raw("]").await?;
@@ -508,6 +531,27 @@ impl Bundle<'_> {
 /// JSON pieces into a sink.
 struct Out<'s> {
     sink: &'s mut dyn ByteSink,
+    replays: Replays,
+}
+
+/// Memory a bundle spends on replaying repeated workspace tables: beyond it they are read again
+/// per project, so an export's memory stays flat whatever those tables hold.
+const REPLAY_MAX_BYTES: usize = 4 << 20;
+
+/// The written rows of repeated one-page workspace tables, by name, with their row counts.
+#[derive(Default)]
+struct Replays {
+    kept: HashMap<String, (Vec<u8>, u64)>,
+    bytes: usize,
+}
+
+impl Replays {
+    fn keep(&mut self, table: &str, rows: Vec<u8>, count: u64) {
+        if self.bytes + rows.len() <= REPLAY_MAX_BYTES {
+            self.bytes += rows.len();
+            self.kept.insert(table.to_owned(), (rows, count));
+        }
+    }
 }
 
 impl Out<'_> {
