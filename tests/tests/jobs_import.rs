@@ -189,6 +189,21 @@ async fn a_fanned_out_import_job_is_the_synchronous_import_embedded() {
     an_import_job_is_the_synchronous_import(Backend::Embedded, 4_000, &env, 3).await;
 }
 
+/// Polls `work` at most `polls` times and drops it where it stands (nothing of it runs after);
+/// true when it had not finished.
+async fn dropped_after<F: std::future::Future>(work: F, polls: usize) -> bool {
+    let mut work = std::pin::pin!(work);
+    let mut left = polls;
+    std::future::poll_fn(move |cx| {
+        if left == 0 {
+            return std::task::Poll::Ready(true);
+        }
+        left -= 1;
+        work.as_mut().poll(cx).map(|_| false)
+    })
+    .await
+}
+
 /// Invocations killed at arbitrary points (the future dropped where it stands, nothing of it
 /// runs after) and others given almost no time: the workspace still ends with every row once.
 async fn a_killed_import_worker_resumes_exactly(backend: Backend, rows: usize) {
@@ -210,31 +225,16 @@ async fn a_killed_import_worker_resumes_exactly(backend: Backend, rows: usize) {
         assert!(invocations < 200, "still {:?} after {invocations} invocations", job.state);
         invocations += 1;
         if invocations % 3 == 1 && kills < 5 {
-            // Killed once the job has recorded a chunk past where it stood, a little later
-            // each time, so the kill lands inside the next chunk's writes whatever the machine's
-            // speed (a fixed timer let a fast worker finish the whole job first).
+            // Killed at its n-th await point: counted, not timed, so the kill lands inside the
+            // job's work however fast the machine (a timer let a fast worker finish first).
             let work = blackbox_tests::invoke_once(&h.app, &*h.queue, Duration::from_secs(1));
-            let delay = Duration::from_millis((invocations * 7) % 20);
-            let moved_on = async {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    let now = h.app.jobs.get_job(&owner, &job_id).await.expect("get").expect("job");
-                    if now.progress.rows.done > progress || now.state.is_final() {
-                        break;
-                    }
-                }
-                tokio::time::sleep(delay).await;
-            };
-            tokio::select! {
-                _ = work => {}
-                () = moved_on => {
-                    // `work` is dropped where it stands: nothing of it runs after this.
-                    let now = h.app.jobs.get_job(&owner, &job_id).await.expect("get").expect("job");
-                    if !now.state.is_final() {
-                        kills += 1;
-                        // A killed Run task's claim expires 5 s after its deadline.
-                        tokio::time::sleep(Duration::from_secs(7)).await;
-                    }
+            let polls = 8 + (invocations as usize * 5) % 30;
+            if dropped_after(work, polls).await {
+                let now = h.app.jobs.get_job(&owner, &job_id).await.expect("get").expect("job");
+                if !now.state.is_final() {
+                    kills += 1;
+                    // A killed Run task's claim expires 5 s after its deadline.
+                    tokio::time::sleep(Duration::from_secs(7)).await;
                 }
             }
             continue;
