@@ -53,7 +53,11 @@ impl Answer {
             .read_to_vec()
             .map_err(|e| Failure::server(format!("reading the answer: {e}")))?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let text = if body.is_null() { String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned() } else { String::new() };
+        let text = if body.is_null() {
+            String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned()
+        } else {
+            String::new()
+        };
         Ok(Answer { status, body, text })
     }
 
@@ -255,7 +259,9 @@ impl Ui {
     pub fn job_bar(&self, what: &str) -> ProgressBar {
         let bar = self.bar(None, "{prefix} [{bar:30}] {pos}/{len} rows, {msg} ({elapsed})");
         bar.set_prefix(what.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(250));
+        if self.bars {
+            bar.enable_steady_tick(Duration::from_millis(250));
+        }
         bar
     }
 }

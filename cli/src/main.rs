@@ -18,7 +18,11 @@ use error::{Failure, Result};
 use transfer::{ExportOpts, Exported, ImportOpts, Source, DEFAULT_INLINE_MAX};
 
 #[derive(Parser, Debug)]
-#[command(name = "workspaces", version, about = "The Workspaces API from a shell: tokens, list/show, export/import/copy, jobs.")]
+#[command(
+    name = "workspaces",
+    version,
+    about = "The Workspaces API from a shell: tokens, list/show, export/import/copy, jobs."
+)]
 #[command(after_help = "Connection: --url/--token, else WORKSPACES_URL/WORKSPACES_TOKEN, else the config file \
 ($WORKSPACES_CONFIG or ~/.config/workspaces/config.toml, keys `url` and `token`).\n\
 Exit codes: 0 ok, 1 local file error, 2 usage, 3 auth (401/403), 4 not found (404), 5 conflict (409/412, cancelled job), \
@@ -179,7 +183,9 @@ fn run(cli: Cli) -> Result<()> {
                 .or_else(|| std::env::var("WORKSPACES_JWT_SECRET").ok())
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| {
-                    Failure::usage("no secret: pass --secret or set WORKSPACES_JWT_SECRET (the value the API verifies with)")
+                    Failure::usage(
+                        "no secret: pass --secret or set WORKSPACES_JWT_SECRET (the value the API verifies with)",
+                    )
                 })?;
             let token = token::mint(&secret, &org, &user, &role, ttl)?;
             out.print(&json!({"token": token, "org": org, "user": user, "role": role, "ttl": ttl}), || token.clone());
@@ -237,7 +243,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             let dst = Api::new(&to);
             let into = into.unwrap_or_else(|| workspace_id.clone());
-            let export = transfer::start_export(&api, &ui, &workspace_id, &ExportOpts { scope: scope.clone(), include_secrets, run_async })?;
+            let export = transfer::start_export(
+                &api,
+                &ui,
+                &workspace_id,
+                &ExportOpts { scope: scope.clone(), include_secrets, run_async },
+            )?;
             let source = match export.bundle {
                 Exported::Inline { data } => {
                     Source::Bytes(serde_json::to_vec(&data).map_err(|e| Failure::local(e.to_string()))?)
@@ -252,7 +263,10 @@ fn run(cli: Cli) -> Result<()> {
                 "result": imported.result, "message": imported.message, "seconds": imported.seconds,
             });
             out.print(&result, || {
-                format!("copied {workspace_id} to {into} at {} ({} bytes): {}", to.url, imported.bytes, imported.message)
+                format!(
+                    "copied {workspace_id} to {into} at {} ({} bytes): {}",
+                    to.url, imported.bytes, imported.message
+                )
             });
         }
         Command::Jobs { job_id, limit, wait, cancel } => {
@@ -313,13 +327,20 @@ fn cell(v: &Value) -> String {
 fn table(items: &[Value]) -> String {
     let mut lines = vec![format!("{:<28} {:<12} {:<30} {}", "ID", "SCOPE", "UPDATED", "NAME")];
     for w in items {
-        lines.push(format!("{:<28} {:<12} {:<30} {}", cell(&w["id"]), cell(&w["scope"]), cell(&w["updated_at"]), cell(&w["name"])));
+        lines.push(format!(
+            "{:<28} {:<12} {:<30} {}",
+            cell(&w["id"]),
+            cell(&w["scope"]),
+            cell(&w["updated_at"]),
+            cell(&w["name"])
+        ));
     }
     lines.join("\n")
 }
 
 fn jobs_table(jobs: &[Value]) -> String {
-    let mut lines = vec![format!("{:<28} {:<7} {:<10} {:<24} {:<17} {}", "JOB", "KIND", "STATE", "WORKSPACE", "ROWS", "UPDATED")];
+    let mut lines =
+        vec![format!("{:<28} {:<7} {:<10} {:<24} {:<17} {}", "JOB", "KIND", "STATE", "WORKSPACE", "ROWS", "UPDATED")];
     for j in jobs {
         let rows = &j["progress"]["rows"];
         let rows = format!("{}/{}", rows["done"].as_u64().unwrap_or(0), rows["total"].as_u64().unwrap_or(0));

@@ -72,7 +72,8 @@ pub fn start_export(api: &Api, ui: &Ui, id: &str, opts: &ExportOpts) -> Result<E
     if answer.status == 202 {
         let job_id = job_id_of(answer.data())?;
         let job = api.wait_job(&job_id, ui, "export")?;
-        let bundle = staged(&job["result"]).ok_or_else(|| Failure::server(format!("job {job_id} has no bundle link")))?;
+        let bundle =
+            staged(&job["result"]).ok_or_else(|| Failure::server(format!("job {job_id} has no bundle link")))?;
         return Ok(Export { bundle, job_id: Some(job_id), message: format!("exported by job {}", job["job_id"]) });
     }
     let message = answer.message();
@@ -185,7 +186,8 @@ fn save_part(api: &Api, ui: &Ui, bundle: &Exported, part: &Path) -> Result<Saved
     match bundle {
         Exported::Inline { data } => {
             let mut out = Tap::new(BufWriter::new(file), ProgressBar::hidden());
-            serde_json::to_writer(&mut out, data).map_err(|e| Failure::local(format!("writing {}: {e}", part.display())))?;
+            serde_json::to_writer(&mut out, data)
+                .map_err(|e| Failure::local(format!("writing {}: {e}", part.display())))?;
             out.flush().map_err(local)?;
             Ok(Saved { bytes: out.count, sha256: out.digest(), seconds: started.elapsed().as_secs_f64() })
         }
@@ -223,7 +225,12 @@ pub enum Source<'a> {
     /// An inline export's bundle, serialised (small).
     Bytes(Vec<u8>),
     /// A staged bundle on another API, streamed from its link into the upload.
-    Link { url: String, size: u64, sha256: String, agent: &'a ureq::Agent },
+    Link {
+        url: String,
+        size: u64,
+        sha256: String,
+        agent: &'a ureq::Agent,
+    },
 }
 
 pub struct Imported {
