@@ -229,7 +229,7 @@ fn run(cli: Cli) -> Result<()> {
             let result = json!({
                 "workspace_id": into, "file": file, "bytes": imported.bytes, "via": imported.via,
                 "bundle_id": imported.bundle_id, "job_id": imported.job_id, "result": imported.result,
-                "message": imported.message, "seconds": imported.seconds,
+                "message": imported.message, "seconds": imported.seconds, "upload_seconds": imported.upload_seconds,
             });
             out.print(&result, || format!("{} into {into}: {}", file.display(), imported.message));
         }
@@ -261,6 +261,7 @@ fn run(cli: Cli) -> Result<()> {
                 "workspace_id": workspace_id, "into": into, "to_url": to.url, "bytes": imported.bytes,
                 "via": imported.via, "export_job_id": export.job_id, "import_job_id": imported.job_id,
                 "result": imported.result, "message": imported.message, "seconds": imported.seconds,
+                "upload_seconds": imported.upload_seconds,
             });
             out.print(&result, || {
                 format!(

@@ -242,6 +242,8 @@ pub struct Imported {
     pub result: Value,
     pub message: String,
     pub seconds: f64,
+    /// Of the upload alone (the bytes' transfer), when there was one.
+    pub upload_seconds: Option<f64>,
 }
 
 fn open_file(path: &Path) -> Result<(u64, File)> {
@@ -272,7 +274,8 @@ pub fn import(api: &Api, ui: &Ui, source: Source<'_>, into: &str, opts: &ImportO
                 (None, answer.data().clone(), answer.message())
             };
             let seconds = started.elapsed().as_secs_f64();
-            return Ok(Imported { bytes: size, via: "inline", job_id, bundle_id: None, result, message, seconds });
+            let via = "inline";
+            return Ok(Imported { bytes: size, via, job_id, bundle_id: None, result, message, seconds, upload_seconds: None });
         }
     }
     // Upload, then a job.
@@ -281,6 +284,7 @@ pub fn import(api: &Api, ui: &Ui, source: Source<'_>, into: &str, opts: &ImportO
     let (Some(bundle_id), Some(url)) = (bundle_id, upload.data()["upload_url"].as_str()) else {
         return Err(Failure::server("POST /workspaces/bundles answered no bundle_id / upload_url"));
     };
+    let upload_started = Instant::now();
     match source {
         Source::File(path) => {
             let (len, file) = open_file(path)?;
@@ -305,6 +309,7 @@ pub fn import(api: &Api, ui: &Ui, source: Source<'_>, into: &str, opts: &ImportO
             check_whole(body.count, &body.digest(), size, &sha256)?;
         }
     }
+    let upload_seconds = Some(upload_started.elapsed().as_secs_f64());
     let mut request = import_fields(into, opts);
     request.insert("export_data".into(), json!({"bundle_id": bundle_id}));
     request.insert("async".into(), json!(true));
@@ -317,7 +322,8 @@ pub fn import(api: &Api, ui: &Ui, source: Source<'_>, into: &str, opts: &ImportO
         (None, answer.data().clone(), answer.message())
     };
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Imported { bytes: size, via: "upload", job_id, bundle_id: Some(bundle_id), result, message, seconds })
+    let bundle_id = Some(bundle_id);
+    Ok(Imported { bytes: size, via: "upload", job_id, bundle_id, result, message, seconds, upload_seconds })
 }
 
 fn import_fields(into: &str, opts: &ImportOpts) -> Map<String, Value> {
