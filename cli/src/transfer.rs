@@ -74,7 +74,7 @@ pub fn start_export(api: &Api, ui: &Ui, id: &str, opts: &ExportOpts) -> Result<E
         let job = api.wait_job(&job_id, ui, "export")?;
         let bundle =
             staged(&job["result"]).ok_or_else(|| Failure::server(format!("job {job_id} has no bundle link")))?;
-        return Ok(Export { bundle, job_id: Some(job_id), message: format!("exported by job {}", job["job_id"]) });
+        return Ok(Export { bundle, job_id: Some(job_id.clone()), message: format!("exported by job {job_id}") });
     }
     let message = answer.message();
     let mut answer = answer;
@@ -269,13 +269,26 @@ pub fn import(api: &Api, ui: &Ui, source: Source<'_>, into: &str, opts: &ImportO
             let (job_id, result, message) = if answer.status == 202 {
                 let job_id = job_id_of(answer.data())?;
                 let job = api.wait_job(&job_id, ui, "import")?;
-                (Some(job_id.clone()), job["result"].clone(), format!("imported by job {job_id}"))
+                (
+                    Some(job_id.clone()),
+                    job["result"].clone(),
+                    format!("imported by job {job_id}: {}", counts(&job["result"])),
+                )
             } else {
                 (None, answer.data().clone(), answer.message())
             };
             let seconds = started.elapsed().as_secs_f64();
             let via = "inline";
-            return Ok(Imported { bytes: size, via, job_id, bundle_id: None, result, message, seconds, upload_seconds: None });
+            return Ok(Imported {
+                bytes: size,
+                via,
+                job_id,
+                bundle_id: None,
+                result,
+                message,
+                seconds,
+                upload_seconds: None,
+            });
         }
     }
     // Upload, then a job.
@@ -317,13 +330,26 @@ pub fn import(api: &Api, ui: &Ui, source: Source<'_>, into: &str, opts: &ImportO
     let (job_id, result, message) = if answer.status == 202 {
         let job_id = job_id_of(answer.data())?;
         let job = api.wait_job(&job_id, ui, "import")?;
-        (Some(job_id.clone()), job["result"].clone(), format!("imported by job {job_id}"))
+        (Some(job_id.clone()), job["result"].clone(), format!("imported by job {job_id}: {}", counts(&job["result"])))
     } else {
         (None, answer.data().clone(), answer.message())
     };
     let seconds = started.elapsed().as_secs_f64();
     let bundle_id = Some(bundle_id);
     Ok(Imported { bytes: size, via: "upload", job_id, bundle_id, result, message, seconds, upload_seconds })
+}
+
+/// The counts of an import's answer, in the words of its synchronous message.
+fn counts(result: &Value) -> String {
+    let n = |k: &str| result["summary"][k].as_u64().unwrap_or(0);
+    format!(
+        "{} projects, created {} tables, merged {}, inserted {} rows, updated {}",
+        n("projects_imported"),
+        n("tables_created"),
+        n("tables_merged"),
+        n("rows_inserted"),
+        n("rows_updated")
+    )
 }
 
 fn import_fields(into: &str, opts: &ImportOpts) -> Map<String, Value> {

@@ -13,7 +13,11 @@ use blackbox_tests::{facts_bundle, harness, Backend, SECRET};
 use serde_json::Value;
 
 fn workspaces(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_workspaces")).args(args).env("HOME", "/nonexistent-home").output().expect("running")
+    Command::new(env!("CARGO_BIN_EXE_workspaces"))
+        .args(args)
+        .env("HOME", "/nonexistent-home")
+        .output()
+        .expect("running")
 }
 
 /// A bundle of about `mb` MB (rows of about 1 KB) written row by row, never whole in memory.
