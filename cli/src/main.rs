@@ -277,7 +277,14 @@ fn run(cli: Cli) -> Result<()> {
                     let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
                     let answer = api.get(&format!("/workspaces/jobs{query}"))?.ok()?;
                     let jobs = answer.data().as_array().cloned().unwrap_or_default();
-                    out.print(&Value::Array(jobs.clone()), || jobs_table(&jobs));
+                    let more = answer.body.get("next_token").is_some();
+                    out.print(&Value::Array(jobs.clone()), || {
+                        let mut text = jobs_table(&jobs);
+                        if more {
+                            text.push_str("\n(more jobs follow: pass a larger --limit, at most 1000)");
+                        }
+                        text
+                    });
                 }
                 Some(id) => {
                     let job = if cancel {
