@@ -14,7 +14,7 @@ STORE     ?= sqlite
 # aws-sam-cli is `sam` (make deploy, and sam validate in make test), resolved together with the rest.
 PY_TOOLS  ?= cargo-lambda==1.9.2 ziglang==0.17.1 'moto[server]==5.2.5' cfn-lint==1.58.0 schemathesis==4.32.5 requests \
              aws-sam-cli==1.170.0
-# The Lambda crates (one per route); mint-token in tools/ is not deployed.
+# The Lambda crates (one per route); the `workspaces` CLI (cli/) and tools/ are not deployed.
 FUNCTIONS := $(notdir $(wildcard functions/*))
 # What template.yaml deploys: every function but the local-only bundle links (routes.rs
 # local_only; in AWS they are presigned S3 URLs).
@@ -62,7 +62,7 @@ run: venv
 # Signed with $WORKSPACES_JWT_SECRET, else the secret `make run` uses (.local/dev-secret).
 token:
 	@ROOT=$(CURDIR); source scripts/lib.sh; \
-	  WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-tools --bin mint-token -- \
+	  WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-cli -- token \
 	  --org "$(ORG)" --user "$(USER_NAME)" $(if $(ROLE),--role "$(ROLE)") $(if $(TTL),--ttl "$(TTL)")
 
 # Against a running `make run`: the function's fixture event (shared/tests/fixtures/events/
@@ -81,7 +81,7 @@ invoke: venv
 	  curl -sS -i "http://127.0.0.1:$(PORT)$$url"; echo; \
 	else \
 	  ROOT=$(CURDIR); source scripts/lib.sh; \
-	  tok=$$(WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-tools --bin mint-token -- --org my-org --user my-user); \
+	  tok=$$(WORKSPACES_JWT_SECRET=$$(dev_secret) cargo run -q -p workspaces-cli -- token --org my-org --user my-user); \
 	  event=$$(mktemp); sed "s/TOKEN/$$tok/" shared/tests/fixtures/events/$(FN).json > $$event; \
 	  PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda invoke $(FN) --invoke-address 127.0.0.1 --invoke-port $(PORT) --data-file $$event; \
 	  rc=$$?; rm -f $$event; exit $$rc; \

@@ -12,8 +12,8 @@ gone after deletion (see scripts/fuzz.toml for the few checks left out and why).
 Environment (scripts/fuzz.sh sets the first five):
   FUZZ_ORIGIN          e.g. http://127.0.0.1:9000
   FUZZ_TOKEN           a valid token for FUZZ_ORG/FUZZ_USER
-  FUZZ_SECRET          the server's HS256 secret (for the expired token; mint-token refuses a
-                       non-positive TTL)
+  FUZZ_SECRET          the server's HS256 secret (for the expired token; `workspaces token` refuses
+                       a non-positive TTL)
   FUZZ_WRONG_TOKEN     a token for FUZZ_ORG/FUZZ_USER signed with another secret
   FUZZ_ORG, FUZZ_USER
   FUZZ_SEED            Hypothesis seed (make test: fixed; make fuzz: fresh, printed)
@@ -63,7 +63,7 @@ def b64url(raw: bytes) -> str:
 
 
 def expired_token(secret: str, org: str, user: str) -> str:
-    """An HS256 token shaped like mint-token's, correctly signed, that expired an hour ago
+    """An HS256 token shaped like `workspaces token`'s, correctly signed, that expired an hour ago
     (well past the verifier's 30 s leeway)."""
     now = int(time.time())
     header = {"typ": "JWT", "alg": "HS256"}

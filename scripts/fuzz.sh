@@ -46,7 +46,7 @@ if [[ -z "${FUZZ_ORIGIN:-}" ]]; then
 fi
 [[ -n "${FUZZ_SECRET:-}" ]] || { echo "FUZZ_SECRET (the server's HS256 secret) is required with FUZZ_ORIGIN" >&2; exit 2; }
 
-mint() { WORKSPACES_JWT_SECRET="$1" cargo run -q -p workspaces-tools --bin mint-token -- --org "$FUZZ_ORG" --user "$FUZZ_USER"; }
+mint() { WORKSPACES_JWT_SECRET="$1" cargo run -q -p workspaces-cli -- token --org "$FUZZ_ORG" --user "$FUZZ_USER"; }
 FUZZ_TOKEN=$(mint "$FUZZ_SECRET") || exit 1
 # Same claims, signed with a secret the server does not have.
 FUZZ_WRONG_TOKEN=$(mint "not-$FUZZ_SECRET") || exit 1

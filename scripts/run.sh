@@ -69,7 +69,7 @@ if [[ "$STORE" = dynamodb ]]; then
     cargo run -q -p workspaces-tools --bin provision-local
 fi
 
-TOKEN=$(cargo run -q -p workspaces-tools --bin mint-token -- --org "$ORG" --user "$USER_NAME" --ttl 86400)
+TOKEN=$(cargo run -q -p workspaces-cli -- token --org "$ORG" --user "$USER_NAME" --ttl 86400)
 BASE="http://127.0.0.1:$PORT/jarvispy/$ORG/$USER_NAME/api/v1"
 cat <<MSG
 

@@ -109,7 +109,7 @@ ensure_watch() {
 e2e() {
     local token rc
     ensure_watch || return 1
-    token=$(WORKSPACES_JWT_SECRET="$WATCH_SECRET" cargo run -q -p workspaces-tools --bin mint-token -- --org my-org --user my-user) \
+    token=$(WORKSPACES_JWT_SECRET="$WATCH_SECRET" cargo run -q -p workspaces-cli -- token --org my-org --user my-user) \
         || return 1
     SMOKE_ORIGIN="$WATCH_ORIGIN" SMOKE_TOKEN="$token" SMOKE_ORG=my-org SMOKE_USER=my-user \
         "$VENV/bin/python" tests/e2e/smoke.py | tee "$TMP/e2e.log"

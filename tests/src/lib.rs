@@ -11,6 +11,7 @@ use shared::routes::Endpoint;
 use shared::App;
 
 pub mod counting_proxy;
+pub mod http_server;
 
 pub const SECRET: &str = "blackbox-test-secret";
 /// `make test` sets it: then a missing local AWS endpoint fails the suites instead of skipping.
