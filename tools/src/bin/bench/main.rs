@@ -1,5 +1,6 @@
-//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws] [--sections routes,jobs,cold]
+//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws] [--sections routes,jobs,cold,overhead]
 //!   [--job-rows 1000000] [--job-rows-aws 20000] [--cold-runs 20] [--arm64-dir PATH] [--functions a,b]
+//!   [--overhead-calls 200] [--overhead-stored 1000] [--overhead-rows 100000] [--overhead-rows-aws 20000]
 //!   [--charts DIR] [--smoke]`
 //!
 //! Measures, in one run, import and export throughput of a synthetic platform-shaped workspace
@@ -22,6 +23,8 @@ use shared::App;
 mod chart;
 mod coldstart;
 mod jobs;
+mod overhead;
+mod overhead_raw;
 
 const ORG: &str = "bench";
 const USER: &str = "bench";
@@ -77,7 +80,7 @@ fn parent(args: &[String]) -> Result<(), String> {
     let rows = number("--rows", 200_000, 300)?;
     let small = number("--small", 10_000, 100)?;
     let backends = flag(args, "--backends").unwrap_or_else(|| "embedded,aws".into());
-    let sections = flag(args, "--sections").unwrap_or_else(|| "routes,jobs,cold".into());
+    let sections = flag(args, "--sections").unwrap_or_else(|| "routes,jobs,cold,overhead".into());
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let tmp = std::env::temp_dir().join(format!("ws-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
@@ -153,6 +156,36 @@ fn parent(args: &[String]) -> Result<(), String> {
             println!("- {line}");
         }
         chart_lines.extend(lines.into_iter().filter(|l| l.starts_with("mem |")));
+    }
+    if sections.contains("overhead") {
+        let (mut latency, mut throughput) = (Vec::new(), Vec::new());
+        for &backend in &backends {
+            // moto walks every item of a table on each Query: on it the rows stay modest.
+            let plan = overhead::Plan {
+                calls: number("--overhead-calls", 200, 20)?,
+                stored: number("--overhead-stored", 1000, 50)?,
+                rows: match backend {
+                    "aws" => number("--overhead-rows-aws", 20_000, 200)?,
+                    _ => number("--overhead-rows", 100_000, 200)?,
+                },
+            };
+            let env = |tag: &str| env_for(backend, tag);
+            let (l, t) = overhead::section(&exe, backend, &env, &plan)?;
+            latency.extend(l);
+            throughput.extend(t);
+        }
+        println!("\nHandler overhead (one request through shared::http::serve against the raw calls it needs, interleaved):\n");
+        println!("{}", overhead::LATENCY_HEADER);
+        latency.iter().for_each(|l| println!("{l}"));
+        println!("\nThroughput against raw calls (same server, same rows):\n");
+        println!("{}", overhead::THROUGHPUT_HEADER);
+        throughput.iter().for_each(|l| println!("{l}"));
+        println!(
+            "\nTargets (same run): handler/raw median <= {}, ours/raw rows/s >= {}",
+            overhead::TARGET_RATIO,
+            overhead::TARGET_THROUGHPUT
+        );
+        chart_lines.extend(latency);
     }
     // Cold starts: the function binaries' init beside hello-world's (coldstart.rs).
     let cold = if sections.contains("cold") { coldstart::report(&coldstart::run(args, &exe)?) } else { Ok(()) };
@@ -339,12 +372,23 @@ pub struct Child {
 impl Child {
     /// A POST through the real HTTP edge (`http::serve`): status and envelope.
     async fn call(&self, endpoint: Endpoint, path: &str, body: Value) -> Result<(u16, Value), String> {
+        self.request("POST", endpoint, path, Some(body)).await
+    }
+
+    /// Any request through the real HTTP edge; `path` (below the API prefix) may have a query.
+    async fn request(
+        &self,
+        method: &str,
+        endpoint: Endpoint,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
         let req = lambda_http::http::Request::builder()
-            .method("POST")
+            .method(method)
             .uri(format!("http://127.0.0.1:9000/jarvispy/{ORG}/{USER}/api/v1{path}"))
             .header("authorization", format!("Bearer {}", self.token))
             .header("host", "127.0.0.1:9000")
-            .body(Body::Text(body.to_string()))
+            .body(body.map_or(Body::Empty, |b| Body::Text(b.to_string())))
             .map_err(|e| e.to_string())?;
         let resp = shared::http::serve(&self.app, endpoint, req).await.map_err(|e| e.to_string())?;
         let text = match resp.body() {
@@ -401,6 +445,8 @@ async fn child(args: &[String]) -> Result<(), String> {
         "job-start" => jobs::start(&c, args).await?,
         "export-start" => jobs::start_export(&c, args).await?,
         "job-work" => jobs::work(&c, args).await?,
+        "overhead-latency" => overhead::latency(&c, proxy.as_deref(), args).await?,
+        "overhead-throughput" => overhead::throughput(&c, proxy.as_deref(), args).await?,
         other => return Err(format!("unknown phase {other}")),
     };
     let counts = proxy.as_ref().map(|p| p.snapshot().total()).unwrap_or_default();
