@@ -158,7 +158,7 @@ fn parent(args: &[String]) -> Result<(), String> {
         chart_lines.extend(lines.into_iter().filter(|l| l.starts_with("mem |")));
     }
     if sections.contains("overhead") {
-        let (mut latency, mut throughput) = (Vec::new(), Vec::new());
+        let (mut latency, mut throughput, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
         for &backend in &backends {
             // moto walks every item of a table on each Query: on it the rows stay modest.
             let plan = overhead::Plan {
@@ -170,9 +170,10 @@ fn parent(args: &[String]) -> Result<(), String> {
                 },
             };
             let env = |tag: &str| env_for(backend, tag);
-            let (l, t) = overhead::section(&exe, backend, &env, &plan)?;
-            latency.extend(l);
-            throughput.extend(t);
+            let rows = overhead::section(&exe, backend, &env, &plan)?;
+            latency.extend(rows.latency);
+            throughput.extend(rows.throughput);
+            kinds.extend(rows.kinds);
         }
         println!("\nHandler overhead (one request through shared::http::serve against the raw calls it needs, interleaved):\n");
         println!("{}", overhead::LATENCY_HEADER);
@@ -180,11 +181,16 @@ fn parent(args: &[String]) -> Result<(), String> {
         println!("\nThroughput against raw calls (same server, same rows):\n");
         println!("{}", overhead::THROUGHPUT_HEADER);
         throughput.iter().for_each(|l| println!("{l}"));
+        if !kinds.is_empty() {
+            println!("\nDynamoDB requests by kind (per call; throughput rows: per operation):");
+            kinds.iter().for_each(|k| println!("{k}"));
+        }
         println!(
-            "\nTargets (same run): handler/raw median <= {}, ours/raw rows/s >= {}",
+            "\nTargets (same run): handler/raw median <= {} on the DynamoDB-compatible server, ours/raw rows/s >= {}",
             overhead::TARGET_RATIO,
             overhead::TARGET_THROUGHPUT
         );
+        overhead::verdicts(&latency, &throughput).iter().for_each(|v| println!("- {v}"));
         chart_lines.extend(latency);
     }
     // Cold starts: the function binaries' init beside hello-world's (coldstart.rs).

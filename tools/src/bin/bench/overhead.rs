@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use blackbox_tests::counting_proxy::CountingProxy;
+use std::collections::BTreeMap;
+
+use blackbox_tests::counting_proxy::{CountingProxy, Counts};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use shared::api::projects::{projects_columns, projects_owner};
@@ -69,14 +71,16 @@ pub struct Plan {
     pub rows: usize,
 }
 
+/// One backend's lines: latency table rows, throughput table rows, requests by kind.
+pub struct Rows {
+    pub latency: Vec<String>,
+    pub throughput: Vec<String>,
+    pub kinds: Vec<String>,
+}
+
 /// Runs both phases for `backend` (each a child process with a store of its own) and answers
 /// the latency table's rows and the throughput table's rows.
-pub fn section(
-    exe: &std::path::Path,
-    backend: &str,
-    env: &EnvFor<'_>,
-    plan: &Plan,
-) -> Result<(Vec<String>, Vec<String>), String> {
+pub fn section(exe: &std::path::Path, backend: &str, env: &EnvFor<'_>, plan: &Plan) -> Result<Rows, String> {
     let args = |phase: &str, more: &[(&str, usize)]| -> Vec<String> {
         let mut a = vec![phase.to_owned()];
         for (k, v) in more {
@@ -91,8 +95,19 @@ pub fn section(
         &format!("{backend}: handler vs raw calls, {} calls each", plan.calls),
     )?;
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
-    let mut latency_rows = Vec::new();
+    let (mut latency_rows, mut kinds) = (Vec::new(), Vec::new());
+    let mut kinds_of = |op: &Value| {
+        if op["ours_kinds"].as_str().is_some_and(|k| !k.is_empty()) {
+            kinds.push(format!(
+                "- {backend}, {}: ours {}; raw {}",
+                op["op"].as_str().unwrap_or("?"),
+                op["ours_kinds"].as_str().unwrap_or(""),
+                op["raw_kinds"].as_str().unwrap_or("")
+            ));
+        }
+    };
     for op in latency["ops"].as_array().into_iter().flatten() {
+        kinds_of(op);
         latency_rows.push(format!(
             "| {backend} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}x | {:.1} | {:.1} |",
             op["op"].as_str().unwrap_or("?"),
@@ -113,6 +128,7 @@ pub fn section(
     )?;
     let mut throughput_rows = Vec::new();
     for op in throughput["ops"].as_array().into_iter().flatten() {
+        kinds_of(op);
         let rows = f(op, "rows");
         let (ours, raw) = (rows / f(op, "ours_secs").max(1e-9), rows / f(op, "raw_secs").max(1e-9));
         throughput_rows.push(format!(
@@ -125,7 +141,30 @@ pub fn section(
             f(op, "raw_written"),
         ));
     }
-    Ok((latency_rows, throughput_rows))
+    Ok(Rows { latency: latency_rows, throughput: throughput_rows, kinds })
+}
+
+/// Which rows meet their target: the latency ratio (column 7) on `aws`, every throughput ratio
+/// (column 6).
+pub fn verdicts(latency: &[String], throughput: &[String]) -> Vec<String> {
+    let cells = |l: &str| l.split('|').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    let ratio = |c: &[String], i: usize| c.get(i).and_then(|r| r.trim_end_matches('x').parse::<f64>().ok());
+    let mut out = Vec::new();
+    for l in latency {
+        let c = cells(l);
+        if let (Some("aws"), Some(r)) = (c.first().map(String::as_str), ratio(&c, 6)) {
+            let met = if r <= TARGET_RATIO { "met" } else { "missed" };
+            out.push(format!("{}, {}: handler/raw {r:.2}x, {met}", c[0], c[1]));
+        }
+    }
+    for l in throughput {
+        let c = cells(l);
+        if let Some(r) = ratio(&c, 5) {
+            let met = if r >= TARGET_THROUGHPUT { "met" } else { "missed" };
+            out.push(format!("{}, {}: ours/raw rows/s {r:.2}x, {met}", c[0], c[1]));
+        }
+    }
+    out
 }
 
 pub const LATENCY_HEADER: &str = "| backend | operation | ours median ms | ours p99 ms | raw median ms | raw p99 ms \
@@ -151,6 +190,26 @@ async fn raw_for_env() -> Result<Raw, String> {
 
 fn counts(proxy: Option<&CountingProxy>) -> (u64, u64) {
     proxy.map(|p| p.snapshot().total()).map_or((0, 0), |t| (t.requests, t.written))
+}
+
+fn snapshot(proxy: Option<&CountingProxy>) -> Counts {
+    proxy.map(CountingProxy::snapshot).unwrap_or_default()
+}
+
+/// Adds the requests of each kind made between `before` and `after` to `kinds`.
+fn add_kinds(kinds: &mut BTreeMap<String, u64>, before: &Counts, after: &Counts) {
+    for (op, c) in &after.ops {
+        let n = c.requests - before.op(op).requests;
+        if n > 0 {
+            *kinds.entry(op.clone()).or_default() += n;
+        }
+    }
+}
+
+/// `GetItem 2, Query 1` per call.
+fn kinds_text(kinds: &BTreeMap<String, u64>, calls: usize) -> String {
+    let per = |n: u64| n as f64 / calls.max(1) as f64;
+    kinds.iter().map(|(op, n)| format!("{op} {}", per(*n))).collect::<Vec<_>>().join(", ")
 }
 
 fn draft(id: &str) -> WorkspaceDraft {
@@ -216,17 +275,19 @@ pub async fn latency(c: &Child, proxy: Option<&CountingProxy>, args: &[String]) 
     let mut out = Vec::new();
     for op in OPS {
         let (mut ours, mut raws, mut ours_requests, mut raw_requests) = (Vec::new(), Vec::new(), 0u64, 0u64);
+        let (mut ours_kinds, mut raw_kinds) = (BTreeMap::new(), BTreeMap::new());
         for i in 0..WARMUP + calls {
             let order = if i % 2 == 0 { [true, false] } else { [false, true] };
             for is_ours in order {
-                let before = counts(proxy).0;
+                let before = snapshot(proxy);
                 let started = Instant::now();
                 let found = match is_ours {
                     true => once_ours(c, op, i).await?,
                     false => once_raw(&mut raw, &owner, op, i).await?,
                 };
                 let ms = started.elapsed().as_secs_f64() * 1e3;
-                let requests = counts(proxy).0 - before;
+                let after = snapshot(proxy);
+                let requests = after.total().requests - before.total().requests;
                 // Both sides must have found the same thing, or the comparison means nothing.
                 if i == 0 {
                     let expected = match op {
@@ -242,10 +303,14 @@ pub async fn latency(c: &Child, proxy: Option<&CountingProxy>, args: &[String]) 
                 if i < WARMUP {
                     continue;
                 }
-                let (samples, total) =
-                    if is_ours { (&mut ours, &mut ours_requests) } else { (&mut raws, &mut raw_requests) };
+                let (samples, total, kinds) = if is_ours {
+                    (&mut ours, &mut ours_requests, &mut ours_kinds)
+                } else {
+                    (&mut raws, &mut raw_requests, &mut raw_kinds)
+                };
                 samples.push(ms);
                 *total += requests;
+                add_kinds(kinds, &before, &after);
             }
         }
         let per_call = |n: u64| n as f64 / calls.max(1) as f64;
@@ -254,6 +319,7 @@ pub async fn latency(c: &Child, proxy: Option<&CountingProxy>, args: &[String]) 
             "ours_median": percentile(&mut ours, 0.5), "ours_p99": percentile(&mut ours, 0.99),
             "raw_median": percentile(&mut raws, 0.5), "raw_p99": percentile(&mut raws, 0.99),
             "ours_requests": per_call(ours_requests), "raw_requests": per_call(raw_requests),
+            "ours_kinds": kinds_text(&ours_kinds, calls), "raw_kinds": kinds_text(&raw_kinds, calls),
         }));
     }
     Ok(json!({ "ops": out }))
@@ -356,6 +422,7 @@ pub async fn throughput(c: &Child, proxy: Option<&CountingProxy>, args: &[String
         ("re-import (same rows)", Some(&again), "raw2", Some("raw1")),
     ] {
         let before = counts(proxy);
+        let before_kinds = snapshot(proxy);
         let started = Instant::now();
         let (status, answer) = match bundle {
             Some(id) => {
@@ -372,6 +439,7 @@ pub async fn throughput(c: &Child, proxy: Option<&CountingProxy>, args: &[String
             return Err(format!("{op}: {status} {}", answer["message"]));
         }
         let ours = counts(proxy);
+        let ours_kinds = snapshot(proxy);
         let started = Instant::now();
         match bundle {
             Some(_) => {
@@ -391,7 +459,11 @@ pub async fn throughput(c: &Child, proxy: Option<&CountingProxy>, args: &[String
         }
         let raw_secs = started.elapsed().as_secs_f64();
         let after = counts(proxy);
+        let (mut ours_by_kind, mut raw_by_kind) = (BTreeMap::new(), BTreeMap::new());
+        add_kinds(&mut ours_by_kind, &before_kinds, &ours_kinds);
+        add_kinds(&mut raw_by_kind, &ours_kinds, &snapshot(proxy));
         out.push(json!({
+            "ours_kinds": kinds_text(&ours_by_kind, 1), "raw_kinds": kinds_text(&raw_by_kind, 1),
             "op": op, "rows": rows_moved, "ours_secs": ours_secs, "raw_secs": raw_secs,
             "ours_requests": ours.0 - before.0, "ours_written": ours.1 - before.1,
             "raw_requests": after.0 - ours.0, "raw_written": after.1 - ours.1,
