@@ -24,9 +24,17 @@ const WS_SAVE_OURS: &str = "ws_save_ours";
 const WS_SAVE_RAW: &str = "ws_save_raw";
 const WS_LOAD: &str = "ws_load";
 const WS_PROJECTS: &str = "ws_projects";
-const WS_PSAVE_OURS: &str = "ws_psave_ours";
-const WS_PSAVE_RAW: &str = "ws_psave_raw";
-const NAMED: [&str; 6] = [WS_SAVE_OURS, WS_SAVE_RAW, WS_LOAD, WS_PROJECTS, WS_PSAVE_OURS, WS_PSAVE_RAW];
+const NAMED: [&str; 4] = [WS_SAVE_OURS, WS_SAVE_RAW, WS_LOAD, WS_PROJECTS];
+/// Project saves go round this many workspaces per side: every commit adds a catalog entry
+/// listing all the table's layers until compaction folds them (after 20 minutes), so one
+/// workspace saved hundreds of times in a row would measure that history, on both sides alike,
+/// rather than a save.
+const PROJECT_SAVE_SPREAD: usize = 10;
+
+/// The workspace the `i`th project save of one side goes to.
+fn project_save_ws(ours: bool, i: usize) -> String {
+    format!("ws_psave_{}_{:02}", if ours { "ours" } else { "raw" }, i % PROJECT_SAVE_SPREAD)
+}
 /// Projects in the workspace that list and load read.
 const PROJECTS: usize = 10;
 /// Untimed calls of each side before an operation's timed ones (connections, caches).
@@ -253,10 +261,14 @@ pub async fn latency(c: &Child, proxy: Option<&CountingProxy>, args: &[String]) 
     let number = |name: &str| flag(args, name).and_then(|v| v.parse::<usize>().ok()).ok_or(format!("{name}: a number"));
     let (calls, stored) = (number("--calls")?, number("--stored")?);
     let owner = c.principal.owner(Scope::User);
-    let ids: Vec<String> = (0..stored.saturating_sub(NAMED.len()))
+    let saving: Vec<String> =
+        (0..PROJECT_SAVE_SPREAD).flat_map(|i| [project_save_ws(true, i), project_save_ws(false, i)]).collect();
+    let ids: Vec<String> = (0..stored.saturating_sub(NAMED.len() + saving.len()))
         .map(|i| format!("ws_fill_{i:05}"))
         .chain(NAMED.iter().map(|s| (*s).to_owned()))
+        .chain(saving.iter().cloned())
         .collect();
+    let stored = ids.len();
     stream::iter(ids)
         .map(|id| {
             let owner = owner.clone();
@@ -268,8 +280,8 @@ pub async fn latency(c: &Child, proxy: Option<&CountingProxy>, args: &[String]) 
     let listed: Vec<String> = (0..PROJECTS).map(|p| format!("p{p:03}")).collect();
     commit_projects(c, &WsKey::new(owner.clone(), WS_PROJECTS), &listed).await?;
     // The saving workspaces start with their projects table, as any workspace past its first save.
-    for ws in [WS_PSAVE_OURS, WS_PSAVE_RAW] {
-        commit_projects(c, &WsKey::new(owner.clone(), ws), &["p_seed".to_owned()]).await?;
+    for ws in &saving {
+        commit_projects(c, &WsKey::new(owner.clone(), ws.as_str()), &["p_seed".to_owned()]).await?;
     }
     let mut raw = raw_for_env().await?;
     let mut out = Vec::new();
@@ -346,7 +358,7 @@ async fn once_ours(c: &Child, op: Op, i: usize) -> Result<usize, String> {
         Op::SaveProject => (
             "POST",
             Endpoint::SaveProject,
-            format!("/projects/{WS_PSAVE_OURS}/save"),
+            format!("/projects/{}/save", project_save_ws(true, i)),
             Some(json!({"project": {"id": "p_saved", "name": format!("n{i}")}})),
         ),
         Op::ListProjects => ("GET", Endpoint::ListProjects, format!("/projects/{WS_PROJECTS}/list"), None),
@@ -369,7 +381,7 @@ async fn once_raw(raw: &mut Raw, owner: &Owner, op: Op, i: usize) -> Result<usiz
         Op::SaveWorkspace => raw.save_workspace(owner, WS_SAVE_RAW, &name, USER).await.map(|_| 1),
         Op::LoadWorkspace => raw.load_workspace(owner, WS_LOAD).await.map(usize::from),
         Op::ListWorkspaces => raw.list_workspaces(owner).await,
-        Op::SaveProject => raw.save_project(&ws(WS_PSAVE_RAW), "p_saved", &name, USER).await.map(|_| 1),
+        Op::SaveProject => raw.save_project(&ws(&project_save_ws(false, i)), "p_saved", &name, USER).await.map(|_| 1),
         Op::ListProjects => raw.list_projects(&ws(WS_PROJECTS)).await,
         Op::LoadProject => raw.load_project(&ws(WS_PROJECTS), "p003").await.map(usize::from),
     }
