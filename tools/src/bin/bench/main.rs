@@ -389,6 +389,20 @@ impl Child {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), String> {
+        let (status, text) = self.request_text(method, endpoint, path, body).await?;
+        let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text:.200}"))?;
+        Ok((status, answer))
+    }
+
+    /// [`request`](Self::request), answered as the edge renders it (status, body text), unparsed:
+    /// a timed call measures the handler, not the bench reading its answer.
+    async fn request_text(
+        &self,
+        method: &str,
+        endpoint: Endpoint,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, String), String> {
         let req = lambda_http::http::Request::builder()
             .method(method)
             .uri(format!("http://127.0.0.1:9000/jarvispy/{ORG}/{USER}/api/v1{path}"))
@@ -401,8 +415,7 @@ impl Child {
             Body::Text(t) => t.clone(),
             _ => String::new(),
         };
-        let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text:.200}"))?;
-        Ok((resp.status().as_u16(), answer))
+        Ok((resp.status().as_u16(), text))
     }
 }
 

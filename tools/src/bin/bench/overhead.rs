@@ -366,7 +366,12 @@ async fn once_ours(c: &Child, op: Op, i: usize) -> Result<usize, String> {
             ("GET", Endpoint::LoadProject, format!("/projects/{WS_PROJECTS}/load?project_id=p003"), None)
         }
     };
-    let (status, answer) = c.request(method, endpoint, &path, body).await?;
+    let (status, text) = c.request_text(method, endpoint, &path, body).await?;
+    // Parsed only where it is checked (the first call, a failure): the clock is still running.
+    if i > 0 && status == 200 {
+        return Ok(1);
+    }
+    let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", op.name()))?;
     if status != 200 {
         return Err(format!("{}: {status} {}", op.name(), answer["message"]));
     }
