@@ -79,6 +79,30 @@ impl SqliteStore {
     }
 }
 
+/// Rows a read may return on the caller's thread (see [`read_now`]); a larger read (an export's
+/// page, an import chunk's keys) goes to the blocking pool, where its time cannot stall the
+/// executor.
+pub(crate) const INLINE_READ_ROWS: usize = 1000;
+
+/// Runs a small read on `conn` on the caller's thread when the connection is free, else as
+/// [`blocking`] does. In WAL mode a read never waits for a writer, so with the connection free
+/// the work is the read alone (microseconds), while the hop to the blocking pool and back cost
+/// about as much again, once per store call: a project load made three.
+async fn read_now<T, F>(conn: &Arc<Mutex<Connection>>, f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+{
+    // The guard is gone before any await (a held std guard would make the future not `Send`).
+    let f = match conn.try_lock() {
+        Ok(mut guard) => return f(&mut guard),
+        Err(std::sync::TryLockError::Poisoned(_)) => return Err(internal("sqlite connection lock poisoned")),
+        // A write holds it (another task of this process): wait off the executor.
+        Err(std::sync::TryLockError::WouldBlock) => f,
+    };
+    blocking(conn, f).await
+}
+
 /// Runs blocking SQLite work on `conn` off the async executor.
 async fn blocking<T, F>(conn: &Arc<Mutex<Connection>>, f: F) -> StoreResult<T>
 where
@@ -187,7 +211,7 @@ impl Workspaces for SqliteStore {
 
     async fn get_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<Workspace>> {
         let (owner, id) = (owner.key(), id.to_owned());
-        self.with_conn(move |conn| {
+        read_now(&self.conn, move |conn| {
             let sql = format!("SELECT {WS_COLUMNS} FROM workspaces WHERE owner = ?1 AND id = ?2");
             conn.query_row(&sql, params![owner, id], workspace_from_row).optional().map_err(from_sqlite)?.transpose()
         })
@@ -198,7 +222,7 @@ impl Workspaces for SqliteStore {
         let (owner, after) = (owner.key(), after.map(str::to_owned));
         // One row past the page says whether more follow.
         let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        self.with_conn(move |conn| {
+        let read = move |conn: &mut Connection| {
             let sql = format!(
                 "SELECT {WS_COLUMNS} FROM workspaces
                  WHERE owner = ?1 AND (?2 IS NULL OR list_key < ?2)
@@ -210,8 +234,12 @@ impl Workspaces for SqliteStore {
             let more = items.len() > limit;
             items.truncate(limit);
             Ok(WorkspacePage { items, more })
-        })
-        .await
+        };
+        if limit < INLINE_READ_ROWS {
+            read_now(&self.conn, read).await
+        } else {
+            self.with_conn(read).await
+        }
     }
 
     async fn delete_workspace(&self, owner: &Owner, id: &str) -> StoreResult<Option<u64>> {
@@ -224,10 +252,9 @@ impl Workspaces for SqliteStore {
 impl Tables for SqliteStore {
     async fn snapshot(&self, ws: &WsKey) -> StoreResult<Box<dyn Snapshot>> {
         let (path, readers, ws) = (self.path.clone(), Arc::clone(&self.readers), ws.key());
-        let snapshot = tokio::task::spawn_blocking(move || snapshot::SqliteSnapshot::open(&path, readers, ws))
-            .await
-            .map_err(internal)??;
-        Ok(Box::new(snapshot))
+        // On this thread: an idle connection (or a new one), BEGIN and two small reads, which
+        // cost less than a hop to the blocking pool; a read transaction never waits for a writer.
+        Ok(Box::new(snapshot::SqliteSnapshot::open(&path, readers, ws)?))
     }
 
     async fn commit(&self, ws: &WsKey, base: u64, commit: Commit) -> StoreResult<u64> {

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::{blocking, from_sqlite, internal, layout};
+use crate::{blocking, from_sqlite, internal, layout, read_now, INLINE_READ_ROWS};
 use shared::store::{Snapshot, StoreResult};
 use shared::tables::{Column, Row, TableMeta, TableOwner};
 
@@ -119,8 +119,9 @@ impl Snapshot for SqliteSnapshot {
 
     async fn read_rows(&self, table: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Row)>> {
         let (ws, table, after) = (self.ws.clone(), table.to_owned(), after.map(str::to_owned));
+        let inline = limit <= INLINE_READ_ROWS;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        blocking(self.conn()?, move |conn| {
+        let read = move |conn: &mut Connection| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT key, data FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND (?3 IS NULL OR key > ?3)
@@ -135,13 +136,17 @@ impl Snapshot for SqliteSnapshot {
                 row_from_text(key, &data)
             })
             .collect()
-        })
-        .await
+        };
+        match inline {
+            true => read_now(self.conn()?, read).await,
+            false => blocking(self.conn()?, read).await,
+        }
     }
 
     async fn get_rows(&self, table: &str, keys: &[String]) -> StoreResult<Vec<(String, Row)>> {
+        let inline = keys.len() <= INLINE_READ_ROWS;
         let (ws, table, keys) = (self.ws.clone(), table.to_owned(), keys.to_vec());
-        blocking(self.conn()?, move |conn| {
+        let read = move |conn: &mut Connection| {
             let mut stmt = conn
                 .prepare_cached("SELECT data FROM ws_rows WHERE ws = ?1 AND tbl = ?2 AND key = ?3")
                 .map_err(from_sqlite)?;
@@ -154,7 +159,10 @@ impl Snapshot for SqliteSnapshot {
                 }
             }
             Ok(out)
-        })
-        .await
+        };
+        match inline {
+            true => read_now(self.conn()?, read).await,
+            false => blocking(self.conn()?, read).await,
+        }
     }
 }

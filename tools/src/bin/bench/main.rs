@@ -1,5 +1,7 @@
-//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws] [--sections routes,jobs,cold]
+//! `bench [--rows 200000] [--small 10000] [--backends embedded,aws] [--sections routes,jobs,cold,overhead]
 //!   [--job-rows 1000000] [--job-rows-aws 20000] [--cold-runs 20] [--arm64-dir PATH] [--functions a,b]
+//!   [--overhead-calls 200] [--overhead-calls-aws 50] [--overhead-stored 1000] [--overhead-rows 100000]
+//!   [--overhead-rows-aws 20000]
 //!   [--charts DIR] [--smoke]`
 //!
 //! Measures, in one run, import and export throughput of a synthetic platform-shaped workspace
@@ -22,6 +24,8 @@ use shared::App;
 mod chart;
 mod coldstart;
 mod jobs;
+mod overhead;
+mod overhead_raw;
 
 const ORG: &str = "bench";
 const USER: &str = "bench";
@@ -77,7 +81,7 @@ fn parent(args: &[String]) -> Result<(), String> {
     let rows = number("--rows", 200_000, 300)?;
     let small = number("--small", 10_000, 100)?;
     let backends = flag(args, "--backends").unwrap_or_else(|| "embedded,aws".into());
-    let sections = flag(args, "--sections").unwrap_or_else(|| "routes,jobs,cold".into());
+    let sections = flag(args, "--sections").unwrap_or_else(|| "routes,jobs,cold,overhead".into());
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let tmp = std::env::temp_dir().join(format!("ws-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
@@ -153,6 +157,46 @@ fn parent(args: &[String]) -> Result<(), String> {
             println!("- {line}");
         }
         chart_lines.extend(lines.into_iter().filter(|l| l.starts_with("mem |")));
+    }
+    if sections.contains("overhead") {
+        let (mut latency, mut throughput, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+        for &backend in &backends {
+            // moto walks every item of a table on each Query: on it the rows stay modest.
+            let plan = overhead::Plan {
+                // moto answers a 1,000-item list in about 2 s: fewer calls there.
+                calls: match backend {
+                    "aws" => number("--overhead-calls-aws", 50, 20)?,
+                    _ => number("--overhead-calls", 200, 20)?,
+                },
+                stored: number("--overhead-stored", 1000, 50)?,
+                rows: match backend {
+                    "aws" => number("--overhead-rows-aws", 20_000, 200)?,
+                    _ => number("--overhead-rows", 100_000, 200)?,
+                },
+            };
+            let env = |tag: &str| env_for(backend, tag);
+            let rows = overhead::section(&exe, backend, &env, &plan)?;
+            latency.extend(rows.latency);
+            throughput.extend(rows.throughput);
+            kinds.extend(rows.kinds);
+        }
+        println!("\nHandler overhead (one request through shared::http::serve against the raw calls it needs, interleaved):\n");
+        println!("{}", overhead::LATENCY_HEADER);
+        latency.iter().for_each(|l| println!("{l}"));
+        println!("\nThroughput against raw calls (same server, same rows):\n");
+        println!("{}", overhead::THROUGHPUT_HEADER);
+        throughput.iter().for_each(|l| println!("{l}"));
+        if !kinds.is_empty() {
+            println!("\nDynamoDB requests by kind (per call; throughput rows: per operation):");
+            kinds.iter().for_each(|k| println!("{k}"));
+        }
+        println!(
+            "\nTargets (same run): handler/raw median <= {} on the DynamoDB-compatible server, ours/raw rows/s >= {}",
+            overhead::TARGET_RATIO,
+            overhead::TARGET_THROUGHPUT
+        );
+        overhead::verdicts(&latency, &throughput).iter().for_each(|v| println!("- {v}"));
+        chart_lines.extend(latency);
     }
     // Cold starts: the function binaries' init beside hello-world's (coldstart.rs).
     let cold = if sections.contains("cold") { coldstart::report(&coldstart::run(args, &exe)?) } else { Ok(()) };
@@ -339,20 +383,44 @@ pub struct Child {
 impl Child {
     /// A POST through the real HTTP edge (`http::serve`): status and envelope.
     async fn call(&self, endpoint: Endpoint, path: &str, body: Value) -> Result<(u16, Value), String> {
+        self.request("POST", endpoint, path, Some(body)).await
+    }
+
+    /// Any request through the real HTTP edge; `path` (below the API prefix) may have a query.
+    async fn request(
+        &self,
+        method: &str,
+        endpoint: Endpoint,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
+        let (status, text) = self.request_text(method, endpoint, path, body).await?;
+        let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text:.200}"))?;
+        Ok((status, answer))
+    }
+
+    /// [`request`](Self::request), answered as the edge renders it (status, body text), unparsed:
+    /// a timed call measures the handler, not the bench reading its answer.
+    async fn request_text(
+        &self,
+        method: &str,
+        endpoint: Endpoint,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, String), String> {
         let req = lambda_http::http::Request::builder()
-            .method("POST")
+            .method(method)
             .uri(format!("http://127.0.0.1:9000/jarvispy/{ORG}/{USER}/api/v1{path}"))
             .header("authorization", format!("Bearer {}", self.token))
             .header("host", "127.0.0.1:9000")
-            .body(Body::Text(body.to_string()))
+            .body(body.map_or(Body::Empty, |b| Body::Text(b.to_string())))
             .map_err(|e| e.to_string())?;
         let resp = shared::http::serve(&self.app, endpoint, req).await.map_err(|e| e.to_string())?;
         let text = match resp.body() {
             Body::Text(t) => t.clone(),
             _ => String::new(),
         };
-        let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text:.200}"))?;
-        Ok((resp.status().as_u16(), answer))
+        Ok((resp.status().as_u16(), text))
     }
 }
 
@@ -401,6 +469,8 @@ async fn child(args: &[String]) -> Result<(), String> {
         "job-start" => jobs::start(&c, args).await?,
         "export-start" => jobs::start_export(&c, args).await?,
         "job-work" => jobs::work(&c, args).await?,
+        "overhead-latency" => overhead::latency(&c, proxy.as_deref(), args).await?,
+        "overhead-throughput" => overhead::throughput(&c, proxy.as_deref(), args).await?,
         other => return Err(format!("unknown phase {other}")),
     };
     let counts = proxy.as_ref().map(|p| p.snapshot().total()).unwrap_or_default();
