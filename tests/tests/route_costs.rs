@@ -133,6 +133,26 @@ async fn project_routes_cost_what_they_read_and_write() {
     assert_eq!(requests(&list, "GetItem"), 2, "list: workspace and head: {list}");
 }
 
+/// Imports workspace `ws_<projects>` with `projects` projects and a 50-row workspace table
+/// `datasources_<ws>`; answers the workspace id and its project ids.
+async fn workspace_with_projects(c: &Client<'_>, projects: usize) -> (String, Vec<String>) {
+    let ws = format!("ws_{projects}");
+    let ids: Vec<String> = (0..projects).map(|i| format!("p{i}")).collect();
+    let rows: Vec<(&str, &str, &str)> = ids.iter().map(|id| (id.as_str(), "ann", "user")).collect();
+    let data: Vec<serde_json::Value> = (0..50).map(|i| json!({"datasource_id": format!("d{i:03}")})).collect();
+    let datasources = json!({
+        "schema": [{"name": "datasource_id", "type": "text", "nullable": "NO", "default": null}],
+        "data": data,
+    });
+    let bundle = json!({"workspace_id": ws, "projects": {}, "tables": {
+        format!("projects_{ws}"): blackbox_tests::projects_table(&rows),
+        format!("datasources_{ws}"): datasources,
+    }});
+    let body = json!({"export_data": bundle, "workspace_id": ws, "scope": "user"});
+    c.post(Endpoint::ImportTables, "/workspaces/import-tables", body).await.ok();
+    (ws, ids)
+}
+
 /// A workspace table appears inside every project of an export bundle (the platform's format);
 /// when it is small its rows are written once and replayed, so exporting a workspace of five
 /// projects reads it as often as one of one project does.
@@ -142,20 +162,7 @@ async fn an_export_reads_a_repeated_workspace_table_once() {
     let c = Client::new(&h.app, "acme", "ann");
     let mut costs = Vec::new();
     for projects in [1usize, 5] {
-        let ws = format!("ws_{projects}");
-        let ids: Vec<String> = (0..projects).map(|i| format!("p{i}")).collect();
-        let rows: Vec<(&str, &str, &str)> = ids.iter().map(|id| (id.as_str(), "ann", "user")).collect();
-        let data: Vec<serde_json::Value> = (0..50).map(|i| json!({"datasource_id": format!("d{i:03}")})).collect();
-        let datasources = json!({
-            "schema": [{"name": "datasource_id", "type": "text", "nullable": "NO", "default": null}],
-            "data": data,
-        });
-        let bundle = json!({"workspace_id": ws, "projects": {}, "tables": {
-            format!("projects_{ws}"): blackbox_tests::projects_table(&rows),
-            format!("datasources_{ws}"): datasources,
-        }});
-        let body = json!({"export_data": bundle, "workspace_id": ws, "scope": "user"});
-        c.post(Endpoint::ImportTables, "/workspaces/import-tables", body).await.ok();
+        let (ws, ids) = workspace_with_projects(&c, projects).await;
         let label = format!("export, {projects} projects");
         let cost = counted(&proxy, &label, async {
             let answer = c.post(Endpoint::ExportTables, &format!("/workspaces/{ws}/export-tables"), json!({})).await;
@@ -180,6 +187,41 @@ async fn an_export_reads_a_repeated_workspace_table_once() {
     assert_eq!(
         costs[1].total().read - costs[0].total().read,
         2 * 4,
+        "1 project: {}\n5 projects: {}",
+        costs[0],
+        costs[1]
+    );
+}
+
+/// Re-importing an export (the same rows) looks up a workspace table the bundle repeats in
+/// every project at its first and last occurrence only, not once per project; the answer still
+/// counts every occurrence as the platform does.
+#[tokio::test]
+async fn a_reimport_looks_up_a_repeated_workspace_table_twice_at_most() {
+    let Some((proxy, h)) = stack("costs-reimport").await else { return };
+    let c = Client::new(&h.app, "acme", "ann");
+    let mut costs = Vec::new();
+    for projects in [1usize, 5] {
+        let (ws, _) = workspace_with_projects(&c, projects).await;
+        let export = c.post(Endpoint::ExportTables, &format!("/workspaces/{ws}/export-tables"), json!({})).await;
+        let bundle = export.ok().clone();
+        let label = format!("re-import, {projects} projects");
+        let cost = counted(&proxy, &label, async {
+            let body = json!({"export_data": bundle, "workspace_id": ws});
+            let answer = c.post(Endpoint::ImportTables, "/workspaces/import-tables", body).await;
+            let summary = &answer.ok()["summary"];
+            // 50 datasources in each project's copy, and the projects table's rows.
+            assert_eq!(summary["rows_updated"], json!(50 * projects + projects), "{summary}");
+            assert_eq!(summary["rows_inserted"], 0, "{summary}");
+        })
+        .await;
+        costs.push(cost);
+    }
+    let gets = |c: &Counts| requests(c, "BatchGetItem");
+    assert!(gets(&costs[1]) <= gets(&costs[0]) + 1, "1 project: {}\n5 projects: {}", costs[0], costs[1]);
+    // Items read: the first and last copies of the 50 datasources, not five.
+    assert!(
+        costs[1].total().read <= costs[0].total().read + 50 + 2 * 4,
         "1 project: {}\n5 projects: {}",
         costs[0],
         costs[1]

@@ -70,21 +70,33 @@ pub async fn write_chunk(
     let at = occ.at();
     let mut digest = KeysDigest::default();
     let mut rows = Vec::with_capacity(values.len());
+    // Keys whose stored row this chunk needs: a first occurrence (inserted or updated?), a last
+    // one (a new key?), a project row (author, creation time, version) and a row carrying a
+    // redacted secret (restored from the stored row). A row repeated in between needs none, so
+    // a workspace table the bundle repeats in every project is looked up twice, not per project.
+    let mut lookups = Vec::new();
     for (j, value) in values.into_iter().enumerate() {
         let key = check_row(&at, c.first_row + j as u64, &value, &occ.key_column, &occ.columns)?;
         digest.add(&key);
         let key = if occ.projects_table { plan.project_target(&key).to_owned() } else { key };
+        let ordinal = occ.first_ordinal + c.first_row + j as u64;
+        if occ.projects_table
+            || plan.index.is_first(ordinal)
+            || plan.index.is_last(ordinal)
+            || secrets::contains_marker(&value)
+        {
+            lookups.push(key.clone());
+        }
         let Value::Object(row) = value else { continue };
         rows.push((key, row));
     }
     if digest.finish() != c.keys_digest {
         return Err(changed(&label, "a chunk holds other keys"));
     }
-    let stored: HashMap<String, Row> = if table.stored {
-        let mut keys: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        snapshot.get_rows(&table.name, &keys).await?.into_iter().collect()
+    let stored: HashMap<String, Row> = if table.stored && !lookups.is_empty() {
+        lookups.sort_unstable();
+        lookups.dedup();
+        snapshot.get_rows(&table.name, &lookups).await?.into_iter().collect()
     } else {
         HashMap::new()
     };
