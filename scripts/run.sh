@@ -43,7 +43,7 @@ case "$STORE" in
         if [[ -z "${AWS_ENDPOINT_URL_DYNAMODB:-}" || -z "${AWS_ENDPOINT_URL_S3:-}" || -z "${AWS_ENDPOINT_URL_SQS:-}" ]]; then
             moto_port=$(free_port)
             log "starting moto (DynamoDB + S3 + SQS) on 127.0.0.1:$moto_port"
-            setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$ROOT/.local/moto.log" 2>&1 &
+            setsid "$VENV/bin/python" "$ROOT/scripts/moto_serial.py" -H 127.0.0.1 -p "$moto_port" > "$ROOT/.local/moto.log" 2>&1 &
             MOTO_PID=$!
             wait_http "http://127.0.0.1:$moto_port/moto-api/" 60 "$MOTO_PID" || { tail -n 20 "$ROOT/.local/moto.log" >&2; exit 1; }
             export AWS_ENDPOINT_URL_DYNAMODB=${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:$moto_port}

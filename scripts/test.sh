@@ -80,7 +80,8 @@ print(p, f, i)')
 start_moto() {
     local port
     port=$(free_port)
-    setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$TMP/moto.log" 2>&1 &
+    # moto_server with DynamoDB requests one at a time (scripts/moto_serial.py says why).
+    setsid "$VENV/bin/python" "$ROOT/scripts/moto_serial.py" -H 127.0.0.1 -p "$port" > "$TMP/moto.log" 2>&1 &
     MOTO_PID=$!
     if ! wait_http "http://127.0.0.1:$port/moto-api/" 60 "$MOTO_PID"; then
         tail -n 30 "$TMP/moto.log" >&2
