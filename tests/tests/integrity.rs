@@ -311,6 +311,17 @@ async fn a_redacted_secret_cannot_be_repointed(h: &Harness) {
     let clear = export_as(&c, "ws_s", "user", true).await;
     assert_eq!(clear.ok()["tables"]["datasources_ws_s"]["data"][0]["host"], "db.internal");
     assert_eq!(clear.ok()["tables"]["datasources_ws_s"]["data"][0]["password"], "s3cret");
+    // The same, hidden in the middle copy of a workspace table a bundle repeats in three
+    // projects (a copy that is neither the first nor the last of its key is still checked).
+    let table = redacted["tables"]["datasources_ws_s"].clone();
+    let mut middle = table.clone();
+    middle["data"][0]["host"] = json!("evil.example");
+    let copies = [("p1", table.clone()), ("p2", middle), ("p3", table)];
+    let projects = copies.into_iter().map(|(pid, t)| (pid, vec![("datasources_ws_s".to_owned(), t)])).collect();
+    import_as(&c, bundle("ws_s", projects, vec![]), "ws_s", "user", false).await.assert_error(422, "password");
+    let clear = export_as(&c, "ws_s", "user", true).await;
+    assert_eq!(clear.ok()["tables"]["datasources_ws_s"]["data"][0]["host"], "db.internal");
+    assert_eq!(clear.ok()["tables"]["datasources_ws_s"]["data"][0]["password"], "s3cret");
 }
 
 // ---- defect 6: limits, before anything is written ----
