@@ -33,6 +33,8 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::conflict(m),
             StoreError::Unavailable(m) => ApiError::unavailable(m),
             StoreError::TooLarge(m) => ApiError::too_large(m),
+            StoreError::Invalid(m) => ApiError::bad_request(m),
+            StoreError::NotFound(m) => ApiError::not_found(m),
             StoreError::Internal(m) => ApiError::internal(m),
         }
     }
@@ -73,6 +75,7 @@ pub async fn serve(app: &App, endpoint: Endpoint, req: Request) -> Result<Respon
         Endpoint::ExportTables => serve_with(app, endpoint, export::export_tables, req).await,
         Endpoint::ImportTables => serve_with(app, endpoint, import::import_tables, req).await,
         Endpoint::CreateBundleUpload => serve_with(app, endpoint, bundles::create_upload, req).await,
+        Endpoint::CompleteBundleUpload => serve_with(app, endpoint, bundles::complete_upload, req).await,
         Endpoint::SaveProject => serve_with(app, endpoint, projects::save, req).await,
         Endpoint::ListProjects => serve_with(app, endpoint, projects::list, req).await,
         Endpoint::LoadProject => serve_with(app, endpoint, projects::load, req).await,

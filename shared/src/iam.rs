@@ -123,6 +123,9 @@ ops! {
     Head => "BundleStore::head",
     DownloadUrl => "BundleStore::download_url",
     UploadUrl => "BundleStore::upload_url",
+    PartedUpload => "BundleStore::parted_upload",
+    UploadPart => "BundleStore::upload_part",
+    CompleteParts => "BundleStore::complete_parts",
     Sweep => "BundleStore::sweep",
     Delete => "BundleStore::delete",
     CheckLayout => "DynamoStore::check_layout",
@@ -259,6 +262,16 @@ impl Op {
                 implied: const { &[(bundles("s3:PutObject"), "the presigned PUT works only if the signer may PutObject")] },
                 via: &[],
             },
+            // CreateMultipartUpload; the client then uploads and completes through presigned URLs.
+            Op::PartedUpload => Needs {
+                calls: const { &[bundles("s3:PutObject")] },
+                implied: const {
+                    &[(bundles("s3:PutObject"), "presigned UploadPart and CompleteMultipartUpload need PutObject")]
+                },
+                via: &[],
+            },
+            // UploadPart; CompleteMultipartUpload.
+            Op::UploadPart | Op::CompleteParts => calls(const { &[bundles("s3:PutObject")] }),
             // S3 leaves expiry to the bucket's lifecycle rule: no call.
             Op::Sweep => calls(&[]),
             Op::Delete => calls(const { &[bundles("s3:DeleteObject")] }),
@@ -418,7 +431,9 @@ pub const FUNCTIONS: &[Function] = &[
             Op::SendJob,
         ],
     ),
-    deployed("create-bundle-upload", &[Op::Sweep, Op::UploadUrl]),
+    deployed("create-bundle-upload", &[Op::Sweep, Op::UploadUrl, Op::PartedUpload, Op::CreateUpload]),
+    // The upload's record read (and deleted once joined), then the parts joined.
+    deployed("complete-bundle-upload", &[Op::Get, Op::CompleteParts, Op::Delete]),
     deployed("save-project", &[Op::GetWorkspace, Op::GetRows, Op::ListTables, Op::Commit]),
     deployed("list-projects", &[Op::GetWorkspace, Op::ListTables, Op::ReadRows]),
     deployed("load-project", &[Op::GetWorkspace, Op::ListTables, Op::GetRows]),
@@ -427,7 +442,7 @@ pub const FUNCTIONS: &[Function] = &[
     deployed("list-jobs", &[Op::ListJobs, Op::DownloadUrl]),
     deployed("cancel-job", &[Op::GetJob, Op::UpdateJob]),
     local_only("download-bundle", &[Op::OpenStream]),
-    local_only("upload-bundle", &[Op::CreateUpload]),
+    local_only("upload-bundle", &[Op::CreateUpload, Op::UploadPart]),
     // Deployed functions that no route reaches go here, with `deployed(...)`: iam_agree.rs then
     // requires them in the template too.
     deployed("compact-tables", &[Op::Compact]),

@@ -11,7 +11,7 @@
 use serde_json::{json, Value};
 use utoipa::PartialSchema;
 
-use crate::api::{export, import, projects, workspaces};
+use crate::api::{bundles, export, import, projects, workspaces};
 use crate::routes::{Endpoint, Route, ROUTES};
 
 /// The JSON body of one route, as its handler reads it.
@@ -44,8 +44,10 @@ fn body_of(endpoint: Endpoint) -> Option<(bool, Value)> {
         // project; `null` is a 400, never "everything"). Reads `project.id` and `project.scope`;
         // the other fields are still parsed (a wrongly typed one is a 400), so they stay documented.
         Endpoint::CleanupProject => (false, demand(schema::<projects::ProjectRequest>(), &["project"])),
-        // Take no body (one sent is ignored).
-        Endpoint::CreateBundleUpload | Endpoint::CancelJob => return None,
+        Endpoint::CreateBundleUpload => (false, schema::<bundles::UploadRequest>()),
+        Endpoint::CompleteBundleUpload => (true, demand(schema::<bundles::CompleteRequest>(), &["upload_id", "parts"])),
+        // Takes no body (one sent is ignored).
+        Endpoint::CancelJob => return None,
         // Raw bundle bytes, not JSON; a local-only route outside the document.
         Endpoint::UploadBundle => return None,
         Endpoint::ListWorkspaces

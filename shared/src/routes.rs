@@ -24,6 +24,7 @@ pub enum Endpoint {
     CancelJob,
     DownloadBundle,
     UploadBundle,
+    CompleteBundleUpload,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,12 @@ pub const ROUTES: &[Route] = &[
     public(Endpoint::ExportTables, "POST", "/workspaces/{workspace_id}/export-tables", "export-tables"),
     public(Endpoint::ImportTables, "POST", "/workspaces/import-tables", "import-tables"),
     public(Endpoint::CreateBundleUpload, "POST", "/workspaces/bundles", "create-bundle-upload"),
+    public(
+        Endpoint::CompleteBundleUpload,
+        "POST",
+        "/workspaces/bundles/{bundle_id}/complete",
+        "complete-bundle-upload",
+    ),
     public(Endpoint::SaveProject, "POST", "/projects/{workspace_id}/save", "save-project"),
     public(Endpoint::ListProjects, "GET", "/projects/{workspace_id}/list", "list-projects"),
     public(Endpoint::LoadProject, "GET", "/projects/{workspace_id}/load", "load-project"),
@@ -64,6 +71,7 @@ pub const ROUTES: &[Route] = &[
     public(Endpoint::ListJobs, "GET", "/workspaces/jobs", "list-jobs"),
     public(Endpoint::CancelJob, "POST", "/workspaces/jobs/{job_id}/cancel", "cancel-job"),
     local(Endpoint::DownloadBundle, "GET", "/bundles/{tenant}/{bundle}", "download-bundle"),
+    // A whole bundle, or (`?uploadId=…&partNumber=…&size=…`) one part of a parted upload.
     local(Endpoint::UploadBundle, "PUT", "/bundles/{tenant}/{bundle}", "upload-bundle"),
 ];
 

@@ -330,11 +330,49 @@ impl<'a> Client<'a> {
     }
 }
 
+/// PUTs one part to a part link (of `POST /workspaces/bundles {"size"}`) as a plain HTTP
+/// client would, with no token; answers the status and the `ETag` header.
+pub async fn put_part(app: &App, url: &str, bytes: Vec<u8>) -> (u16, Option<String>) {
+    if url.contains("/jarvispy/_local/") {
+        let a = send(app, Endpoint::UploadBundle, request("PUT", url, None, Some(bytes))).await;
+        return (a.status, a.header("etag").map(str::to_owned));
+    }
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let resp = agent.put(&url).send(&bytes[..]).unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (resp.status().as_u16(), etag)
+    })
+    .await
+    .expect("http thread")
+}
+
+/// Sends `bytes` through the parts of a parted upload's answer (`data` of `POST
+/// /workspaces/bundles {"size"}`); answers the completion's `parts` list.
+pub async fn send_parts(app: &App, slot: &Value, bytes: &[u8]) -> Value {
+    let part_size = slot["part_size"].as_u64().expect("part_size") as usize;
+    let mut parts = Vec::new();
+    for part in slot["parts"].as_array().expect("parts") {
+        let n = part["part_number"].as_u64().expect("part_number") as usize;
+        let start = (n - 1) * part_size;
+        let end = (start + part["size"].as_u64().expect("size") as usize).min(bytes.len());
+        let (status, etag) = put_part(app, part["url"].as_str().expect("url"), bytes[start..end].to_vec()).await;
+        assert_eq!(status, 200, "part {n}");
+        parts.push(serde_json::json!({"part_number": n, "etag": etag.expect("an ETag")}));
+    }
+    Value::Array(parts)
+}
+
 /// Fetches a bundle link as a plain HTTP client would, with no token. Local links go to the
 /// local-only download route; others (presigned S3 URLs) over HTTP.
 pub async fn fetch_url(app: &App, method: &str, url: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
     if url.contains("/jarvispy/_local/") {
-        let endpoint = if method == "PUT" { Endpoint::UploadBundle } else { Endpoint::DownloadBundle };
+        let endpoint = match method {
+            "PUT" => Endpoint::UploadBundle,
+            "POST" => Endpoint::CompleteBundleUpload,
+            _ => Endpoint::DownloadBundle,
+        };
         let a = send(app, endpoint, request(method, url, None, body)).await;
         return (a.status, a.bytes);
     }

@@ -440,6 +440,13 @@ async fn every_s3_bundle_call_is_declared_for_its_operation() {
     let expires = shared::bundles::now_unix() + 600;
     c.run(Op::DownloadUrl, b.download_url(&key("small"), expires, "")).await.expect("download url");
     c.run(Op::UploadUrl, b.upload_url(&key("next"), expires, "")).await.expect("upload url");
+    // A parted upload: created (its part URLs presigned), a part sent, completed.
+    let parted_key = key("parted");
+    let parted = c.run(Op::PartedUpload, b.parted_upload(&parted_key, 10, expires, "")).await.expect("parted");
+    let part = b.upload_part(&parted_key, &parted.upload_id, 1, b"0123456789");
+    let etag = c.run(Op::UploadPart, part).await.expect("part");
+    let sent = [shared::bundles::SentPart { number: 1, etag }];
+    c.run(Op::CompleteParts, b.complete_parts(&parted_key, &parted.upload_id, &sent)).await.expect("complete");
     c.run(Op::Sweep, b.sweep(BUNDLE_PREFIX, Duration::ZERO)).await.expect("sweep");
     c.run(Op::Delete, b.delete(&key("small"))).await.expect("delete");
 

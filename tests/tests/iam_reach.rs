@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use blackbox_tests::{fetch_url, harness, sample_bundle, Answer, Backend, Client};
+use blackbox_tests::{fetch_url, harness, sample_bundle, send_parts, Answer, Backend, Client};
 use serde_json::{json, Value};
 use shared::api::bundles::BUNDLE_PREFIX;
-use shared::bundles::{BundleStore, ByteStream, DynBundles, Upload};
+use shared::bundles::{BundleStore, ByteStream, DynBundles, PartedUpload, SentPart, Upload};
 use shared::iam::{self, Op};
 use shared::model::{Owner, Workspace, WorkspaceDraft};
 use shared::queue::{JobMessage, JobQueue};
@@ -162,6 +162,18 @@ impl BundleStore for RecordingBundles {
     async fn upload_url(&self, key: &str, expires_at: i64, public_base: &str) -> StoreResult<String> {
         self.log.push(Op::UploadUrl, Some(key));
         self.inner.upload_url(key, expires_at, public_base).await
+    }
+    async fn parted_upload(&self, key: &str, size: u64, expires_at: i64, base: &str) -> StoreResult<PartedUpload> {
+        self.log.push(Op::PartedUpload, Some(key));
+        self.inner.parted_upload(key, size, expires_at, base).await
+    }
+    async fn upload_part(&self, key: &str, upload_id: &str, n: u32, bytes: &[u8]) -> StoreResult<String> {
+        self.log.push(Op::UploadPart, Some(key));
+        self.inner.upload_part(key, upload_id, n, bytes).await
+    }
+    async fn complete_parts(&self, key: &str, upload_id: &str, parts: &[SentPart]) -> StoreResult<()> {
+        self.log.push(Op::CompleteParts, Some(key));
+        self.inner.complete_parts(key, upload_id, parts).await
     }
     async fn sweep(&self, prefix: &str, max_age: Duration) -> StoreResult<usize> {
         self.log.push(Op::Sweep, Some(prefix));
@@ -378,10 +390,20 @@ async fn each_function_reaches_exactly_its_declared_operations() {
         .await;
     let bytes = serde_json::to_vec(&sample_bundle()).expect("bundle bytes");
     let upload_url = slot["upload_url"].as_str().expect("an upload url");
-    let (status, _) = r.run(Endpoint::UploadBundle, fetch_url(&app, "PUT", upload_url, Some(bytes))).await;
+    let (status, _) = r.run(Endpoint::UploadBundle, fetch_url(&app, "PUT", upload_url, Some(bytes.clone()))).await;
     assert_eq!(status, 200);
     // Into the workspace imported above: the stored rows it merges into are read first.
     r.request(Endpoint::ImportTables, import(json!({"bundle_id": slot["bundle_id"]}), "ws_2")).await;
+
+    // The same bundle in parts: part links PUT (the local route stores each), then completed.
+    let sized = json!({"size": bytes.len()});
+    let slot = r
+        .request(Endpoint::CreateBundleUpload, c.post(Endpoint::CreateBundleUpload, "/workspaces/bundles", sized))
+        .await;
+    let parts = r.run(Endpoint::UploadBundle, send_parts(&app, &slot, &bytes)).await;
+    let complete = format!("/workspaces/bundles/{}/complete", slot["bundle_id"].as_str().expect("a bundle id"));
+    let body = json!({"upload_id": slot["upload_id"], "parts": parts});
+    r.request(Endpoint::CompleteBundleUpload, c.post(Endpoint::CompleteBundleUpload, &complete, body)).await;
 
     // One project by id, then all of the caller's (which lists them).
     let cleanup = |body: Value| c.post(Endpoint::CleanupProject, "/projects/ws_1/cleanup", body);

@@ -16,7 +16,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use aws_sdk_s3::Client;
 
-use shared::bundles::{check_key, check_prefix, lifetime, BundleStore, Upload};
+use shared::bundles::{
+    bare_etag, check_key, check_prefix, lifetime, part_count, part_len, BundleStore, PartedUpload, SentPart, Upload,
+};
 use shared::store::{Blobs, StoreError, StoreResult};
 
 mod upload;
@@ -102,6 +104,21 @@ where
     const RETRYABLE: &[&str] =
         &["SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "ThrottlingException"];
     adapter_aws::sdk_error("S3", op, err, RETRYABLE)
+}
+
+/// [`PART_SIZE`], or larger (in whole MiB) when the object would need more than [`MAX_PARTS`].
+/// Larger than S3 takes (a part at most 5 GiB) is `TooLarge`.
+fn parted_part_size(size: u64) -> StoreResult<u64> {
+    const MIB: u64 = 1024 * 1024;
+    if size == 0 {
+        return Err(StoreError::Invalid("a parted upload needs at least one byte".into()));
+    }
+    let needed = size.div_ceil(MAX_PARTS as u64).div_ceil(MIB) * MIB;
+    let part_size = needed.max(PART_SIZE as u64);
+    if part_size > 5 * 1024 * MIB {
+        return Err(StoreError::TooLarge(format!("{size} bytes is more than S3 takes in one object")));
+    }
+    Ok(part_size)
 }
 
 fn too_large(size: u64, max_bytes: u64) -> StoreError {
@@ -213,6 +230,87 @@ impl BundleStore for S3Bundles {
         let presigned =
             request.presigned(Self::presigning(expires_at)?).await.map_err(|e| s3_error("presigning PutObject", e))?;
         Ok(presigned.uri().to_owned())
+    }
+
+    /// One CreateMultipartUpload; the URLs are presigned here, with no further request. Each
+    /// part URL signs its part's `content-length`, so S3 refuses a part of another length.
+    async fn parted_upload(
+        &self,
+        key: &str,
+        size: u64,
+        expires_at: i64,
+        _public_base: &str,
+    ) -> StoreResult<PartedUpload> {
+        let object = self.object_key(key)?;
+        let presigning = Self::presigning(expires_at)?;
+        let part_size = parted_part_size(size)?;
+        let created = (self.client.create_multipart_upload().bucket(&self.bucket).key(&object))
+            .send()
+            .await
+            .map_err(|e| s3_error("CreateMultipartUpload", e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| StoreError::Internal("S3 CreateMultipartUpload returned no upload id".into()))?
+            .to_owned();
+        let mut part_urls = Vec::new();
+        for n in 1..=part_count(size, part_size) {
+            let len = i64::try_from(part_len(size, part_size, n)).unwrap_or(i64::MAX);
+            let request = (self.client.upload_part().bucket(&self.bucket).key(&object).upload_id(&upload_id))
+                .part_number(i32::try_from(n).unwrap_or(i32::MAX))
+                .content_length(len);
+            let presigned =
+                request.presigned(presigning.clone()).await.map_err(|e| s3_error("presigning UploadPart", e))?;
+            part_urls.push(presigned.uri().to_owned());
+        }
+        Ok(PartedUpload { upload_id, part_size, part_urls })
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, part_number: u32, bytes: &[u8]) -> StoreResult<String> {
+        let object = self.object_key(key)?;
+        let out = (self.client.upload_part().bucket(&self.bucket).key(&object).upload_id(upload_id))
+            .part_number(i32::try_from(part_number).unwrap_or(i32::MAX))
+            .body(ByteStream::from(bytes.to_vec()))
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                out.e_tag().map(str::to_owned).ok_or_else(|| StoreError::Internal("S3 UploadPart: no ETag".into()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.code() == Some("NoSuchUpload")) => {
+                Err(StoreError::NotFound(format!(
+                    "no upload {upload_id} of this bundle (never started, completed or expired)"
+                )))
+            }
+            Err(e) => Err(s3_error("UploadPart", e)),
+        }
+    }
+
+    async fn complete_parts(&self, key: &str, upload_id: &str, parts: &[SentPart]) -> StoreResult<()> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let object = self.object_key(key)?;
+        let completed = parts
+            .iter()
+            .map(|p| {
+                let number = i32::try_from(p.number).unwrap_or(i32::MAX);
+                CompletedPart::builder().part_number(number).e_tag(format!("\"{}\"", bare_etag(&p.etag))).build()
+            })
+            .collect();
+        let out = (self.client.complete_multipart_upload().bucket(&self.bucket).key(&object).upload_id(upload_id))
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .send()
+            .await;
+        let Err(e) = out else { return Ok(()) };
+        let code = e.as_service_error().and_then(|e| e.code()).unwrap_or_default().to_owned();
+        let said = e.as_service_error().and_then(|e| e.message()).unwrap_or_default().to_owned();
+        match code.as_str() {
+            "NoSuchUpload" => Err(StoreError::NotFound(format!(
+                "no upload {upload_id} of this bundle (never started, completed or expired)"
+            ))),
+            "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "MalformedXML" => {
+                Err(StoreError::Invalid(format!("S3 refused the completion ({code}): {said}")))
+            }
+            _ => Err(s3_error("CompleteMultipartUpload", e)),
+        }
     }
 
     async fn sweep(&self, prefix: &str, _max_age: Duration) -> StoreResult<usize> {

@@ -5,18 +5,25 @@
 //! own (user) owner key: a bundle id is only ever looked up under the caller's tenant, so
 //! another tenant's id is simply not found.
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Call, Reply};
+use super::{body, Call, Reply};
 use crate::app::App;
+use crate::bundles::{bare_etag, part_len, SentPart};
 use crate::error::ApiError;
 use crate::model::{format_timestamp, new_id, Principal, Scope};
-use crate::routes::Endpoint;
 
 pub const BUNDLE_PREFIX: &str = "bundles/";
-/// Largest bundle we take: uploaded through a local link, or read back by an import.
-pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest bundle we take: uploaded in parts, or read back by an import (which streams it, so
+/// memory does not grow with it).
+pub const MAX_BUNDLE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Largest bundle the local upload route takes in one PUT (it holds the body in memory); larger
+/// ones go up in parts (`POST /workspaces/bundles {"size": ...}`), as in AWS.
+pub const MAX_WHOLE_UPLOAD_BYTES: u64 = 256 * 1024 * 1024;
+/// S3's most parts in one upload: a completion listing more is refused before S3 is asked.
+pub const MAX_PARTS: usize = 10_000;
 
 pub fn tenant(principal: &Principal) -> String {
     let digest = Sha256::digest(principal.owner(Scope::User).key().as_bytes());
@@ -107,42 +114,118 @@ pub async fn sweep_expired(app: &App, principal: &Principal) {
     }
 }
 
-/// `POST /workspaces/bundles`: a place to PUT a bundle too large for a request body.
+/// The body of `POST /workspaces/bundles`; it may be empty.
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct UploadRequest {
+    /// The bundle's size in bytes: asks for a parted upload (part URLs and a completion URL),
+    /// so no one request carries the whole bundle. Without it: one URL to PUT the whole bundle.
+    size: Option<u64>,
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
+}
+
+/// `POST /workspaces/bundles`: where to upload a bundle too large for a request body, whole
+/// (one PUT) or, given its `size`, in parts (the store's multipart protocol; see
+/// [`crate::bundles::PartedUpload`]).
 pub async fn create_upload(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let input: UploadRequest = body::parse_or_default(&call.body)?;
+    match input.size {
+        Some(0) => return Err(ApiError::bad_request("size: a bundle has at least one byte")),
+        Some(size) if size > MAX_BUNDLE_BYTES => {
+            return Err(ApiError::too_large(format!(
+                "size: {size} bytes is more than the {} MiB a bundle may be",
+                mib(MAX_BUNDLE_BYTES)
+            )))
+        }
+        _ => {}
+    }
     sweep_expired(app, principal).await;
     let bundle_id = new_bundle_id();
     let key = bundle_key(&tenant(principal), &bundle_id);
     let expires = expires_at(app);
-    let url = app.bundles.upload_url(&key, expires, &call.public_base).await?;
+    let import_with = format!("then import with {{\"export_data\": {{\"bundle_id\": \"{bundle_id}\"}}}}");
+    let Some(size) = input.size else {
+        let url = app.bundles.upload_url(&key, expires, &call.public_base).await?;
+        return Ok(Reply::ok(
+            json!({"bundle_id": bundle_id, "upload_url": url, "method": "PUT", "expires_at": timestamp_of(expires)}),
+            format!("PUT the bundle to upload_url before it expires, {import_with}"),
+        ));
+    };
+    let parted = app.bundles.parted_upload(&key, size, expires, &call.public_base).await?;
+    record_upload(app, &key, &parted.upload_id).await?;
+    let parts: Vec<Value> = (parted.part_urls.into_iter().enumerate())
+        .map(|(i, url)| {
+            let n = i as u64 + 1;
+            json!({"part_number": n, "size": part_len(size, parted.part_size, n), "url": url})
+        })
+        .collect();
+    let count = parts.len();
     Ok(Reply::ok(
-        json!({"bundle_id": bundle_id, "upload_url": url, "method": "PUT", "expires_at": timestamp_of(expires)}),
-        format!("PUT the bundle to upload_url before it expires, then import with {{\"export_data\": {{\"bundle_id\": \"{bundle_id}\"}}}}"),
+        json!({
+            "bundle_id": bundle_id,
+            "size": size,
+            "part_size": parted.part_size,
+            "method": "PUT",
+            "parts": parts,
+            "upload_id": parted.upload_id,
+            "complete_path": format!("/workspaces/bundles/{bundle_id}/complete"),
+            "expires_at": timestamp_of(expires),
+        }),
+        format!(
+            "PUT each of the {count} parts (exactly its size, in any order) to its url and keep the ETag header \
+             of each answer, before the links expire; then POST {{\"upload_id\", \"parts\": [{{\"part_number\", \
+             \"etag\"}}]}} to complete_path (below /api/v1, with your token); {import_with}"
+        ),
     ))
 }
 
-/// Checks a local-only link's signature and expiry; returns the object key it grants.
-pub fn verify_link(app: &App, endpoint: Endpoint, call: &Call) -> Result<String, ApiError> {
+/// Checks a local-only link's signature and expiry; returns the object key it grants. `extra`
+/// are the signed query pairs of a part link (`uploadId`, `partNumber`, `size`) or of a
+/// completion link (`uploadId`), each of which must be in the query.
+pub fn verify_link(app: &App, method: &str, extra: &[&str], call: &Call) -> Result<String, ApiError> {
     let tenant = call.param("tenant")?;
     let bundle = call.param("bundle")?;
     let key = format!("{BUNDLE_PREFIX}{tenant}/{bundle}");
-    let method = if endpoint == Endpoint::UploadBundle { "PUT" } else { "GET" };
     let unsigned = || ApiError::forbidden("This link is not signed");
     let expires: i64 = call.query("expires").and_then(|e| e.parse().ok()).ok_or_else(unsigned)?;
     let signature = call.query("signature").ok_or_else(unsigned)?;
+    let extra = (extra.iter())
+        .map(|name| call.query(name).map(|value| (*name, value.to_owned())).ok_or_else(unsigned))
+        .collect::<Result<Vec<_>, _>>()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     app.link_signer
-        .verify(method, &key, expires, signature, now)
+        .verify_with(method, &key, &extra, expires, signature, now)
         .map_err(|e| ApiError::forbidden(format!("This link is not valid: {e}")))?;
     Ok(key)
 }
 
+/// The largest body a local upload request may have: one part (a request naming an
+/// `uploadId`) or a whole bundle.
+pub fn upload_limit(names_upload_id: bool) -> u64 {
+    if names_upload_id {
+        crate::bundles::folder::LOCAL_PART_SIZE
+    } else {
+        MAX_WHOLE_UPLOAD_BYTES
+    }
+}
+
 /// The local-only upload route behind the folder store's signed PUT links (in AWS: presigned
-/// S3 URLs). Downloads stream: see `http::stream_download`. The edge refuses a body over
-/// [`MAX_BUNDLE_BYTES`] before it gets here; checked again for callers that bypass it.
+/// S3 URLs): a whole bundle, or one part of a parted upload. Downloads stream: see
+/// `http::stream_download`. The edge refuses a body over [`upload_limit`] before it gets here;
+/// checked again for callers that bypass it.
 pub async fn receive_upload(app: &App, call: &Call) -> Result<Reply, ApiError> {
-    let key = verify_link(app, Endpoint::UploadBundle, call)?;
-    if call.body.len() as u64 > MAX_BUNDLE_BYTES {
-        return Err(ApiError::too_large(format!("Bundle is larger than {} MiB", MAX_BUNDLE_BYTES / (1024 * 1024))));
+    if call.query("uploadId").is_some() {
+        return receive_part(app, call).await;
+    }
+    let key = verify_link(app, "PUT", &[], call)?;
+    if call.body.len() as u64 > MAX_WHOLE_UPLOAD_BYTES {
+        return Err(ApiError::too_large(format!(
+            "Bundle is larger than {} MiB: upload it in parts (POST /workspaces/bundles with its size)",
+            mib(MAX_WHOLE_UPLOAD_BYTES)
+        )));
     }
     let mut upload = app.bundles.create_upload(&key).await?;
     if let Err(e) = upload.write(&call.body).await {
@@ -151,4 +234,115 @@ pub async fn receive_upload(app: &App, call: &Call) -> Result<Reply, ApiError> {
     }
     let size = upload.finish().await?;
     Ok(Reply::ok(json!({"size": size}), "Bundle uploaded"))
+}
+
+/// `PUT` of a part link: exactly the signed size, answered with the part's `ETag` (header and data).
+async fn receive_part(app: &App, call: &Call) -> Result<Reply, ApiError> {
+    let key = verify_link(app, "PUT", &["uploadId", "partNumber", "size"], call)?;
+    // Signed, so these parse unless we signed nonsense.
+    let signed = |name: &str| call.query(name).and_then(|v| v.parse::<u64>().ok());
+    let (Some(number), Some(size)) = (signed("partNumber"), signed("size")) else {
+        return Err(ApiError::forbidden("This link is not valid: its part number or size is not a number"));
+    };
+    let sent = call.body.len() as u64;
+    if sent != size {
+        return Err(ApiError::bad_request(format!("Part {number} must be exactly {size} bytes; {sent} were sent")));
+    }
+    let upload_id = call.query("uploadId").unwrap_or_default();
+    let number = u32::try_from(number).map_err(|_| ApiError::bad_request("partNumber: out of range"))?;
+    let etag = app.bundles.upload_part(&key, upload_id, number, &call.body).await?;
+    let mut reply =
+        Reply::ok(json!({"part_number": number, "size": size, "etag": etag}), format!("Part {number} uploaded"));
+    reply.etag = Some(etag);
+    Ok(reply)
+}
+
+/// Where the upload id of a bundle's parted upload is recorded: beside the bundle, under the
+/// same tenant, so a completion joins only an upload this tenant started for this very bundle.
+/// (S3 ties an upload id to its key too, but S3-compatible servers need not, and the rule must
+/// not rest on them.)
+fn upload_record_key(key: &str) -> String {
+    format!("{key}.upload")
+}
+
+async fn record_upload(app: &App, key: &str, upload_id: &str) -> Result<(), ApiError> {
+    let record = serde_json::to_vec(&json!({"upload_id": upload_id})).map_err(ApiError::internal)?;
+    let mut upload = app.bundles.create_upload(&upload_record_key(key)).await?;
+    if let Err(e) = upload.write(&record).await {
+        let _ = upload.abort().await;
+        return Err(e.into());
+    }
+    upload.finish().await?;
+    Ok(())
+}
+
+/// The body of `POST /workspaces/bundles/{bundle_id}/complete`.
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct CompleteRequest {
+    /// The `upload_id` of the parted upload's answer.
+    upload_id: Option<String>,
+    /// Every part sent, by ascending `part_number`, each with the `ETag` header its PUT answered.
+    parts: Option<Vec<PartSent>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct PartSent {
+    part_number: Option<u32>,
+    etag: Option<String>,
+}
+
+/// `POST /workspaces/bundles/{bundle_id}/complete`: joins the parts of a parted upload into the
+/// staged bundle (S3's CompleteMultipartUpload, done here because S3 does not presign it; the
+/// folder's own join locally). Only under the caller's tenant, like every bundle id: another
+/// tenant's bundle id names nothing here. The bundle appears whole, or (a part missing or not
+/// matching its ETag: 400) not at all.
+pub async fn complete_upload(app: &App, principal: &Principal, call: &Call) -> Result<Reply, ApiError> {
+    let bundle_id = call.param("bundle_id")?;
+    if !valid_bundle_id(bundle_id) {
+        return Err(ApiError::not_found(format!("Bundle '{bundle_id}' not found")));
+    }
+    let input: CompleteRequest = body::parse(&call.body)?;
+    let upload_id = body::required_text("upload_id", input.upload_id, 1024)?;
+    let sent = input.parts.ok_or_else(|| ApiError::bad_request("parts: required, a list of {part_number, etag}"))?;
+    if sent.is_empty() || sent.len() > MAX_PARTS {
+        return Err(ApiError::bad_request(format!("parts: between 1 and {MAX_PARTS} parts, not {}", sent.len())));
+    }
+    let mut parts: Vec<SentPart> = Vec::with_capacity(sent.len());
+    for (i, part) in sent.into_iter().enumerate() {
+        let number = (part.part_number.filter(|n| *n >= 1))
+            .ok_or_else(|| ApiError::bad_request(format!("parts[{i}].part_number: required, a whole number from 1")))?;
+        let etag = body::required_text(&format!("parts[{i}].etag"), part.etag, 256)?;
+        if bare_etag(&etag).is_empty() {
+            return Err(ApiError::bad_request(format!("parts[{i}].etag: required, the ETag the part's PUT answered")));
+        }
+        if let Some(last) = parts.last().filter(|last| last.number >= number) {
+            return Err(ApiError::bad_request(format!(
+                "parts[{i}].part_number: parts must ascend ({number} after {})",
+                last.number
+            )));
+        }
+        parts.push(SentPart { number, etag });
+    }
+    let key = bundle_key(&tenant(principal), bundle_id);
+    let record_key = upload_record_key(&key);
+    let recorded = app.bundles.get(&record_key, 64 * 1024).await?;
+    let started = recorded
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .is_some_and(|record| record["upload_id"].as_str() == Some(upload_id.as_str()));
+    if !started {
+        return Err(ApiError::not_found(format!(
+            "No upload '{upload_id}' of bundle '{bundle_id}' (never started, already completed, or expired)"
+        )));
+    }
+    app.bundles.complete_parts(&key, &upload_id, &parts).await?;
+    // Done: a second completion finds nothing to join (the record would expire with the bundle).
+    if let Err(e) = app.bundles.delete(&record_key).await {
+        tracing::warn!(error = %e, "deleting a completed upload's record failed");
+    }
+    Ok(Reply::ok(
+        json!({"bundle_id": bundle_id, "parts": parts.len()}),
+        format!("Bundle uploaded: import it with {{\"export_data\": {{\"bundle_id\": \"{bundle_id}\"}}}}"),
+    ))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::bundles::{BundleStore, ByteStream, DynBundles, Upload};
+use crate::bundles::{BundleStore, ByteStream, DynBundles, PartedUpload, SentPart, Upload};
 use crate::model::{Owner, Workspace, WorkspaceDraft};
 use crate::queue::{JobMessage, JobQueue};
 use crate::store::job_tables::{JobTables, StagedFinish};
@@ -95,6 +95,15 @@ impl BundleStore for Unwired {
         self.fail()
     }
     async fn upload_url(&self, _: &str, _: i64, _: &str) -> StoreResult<String> {
+        self.fail()
+    }
+    async fn parted_upload(&self, _: &str, _: u64, _: i64, _: &str) -> StoreResult<PartedUpload> {
+        self.fail()
+    }
+    async fn upload_part(&self, _: &str, _: &str, _: u32, _: &[u8]) -> StoreResult<String> {
+        self.fail()
+    }
+    async fn complete_parts(&self, _: &str, _: &str, _: &[SentPart]) -> StoreResult<()> {
         self.fail()
     }
     async fn sweep(&self, _: &str, _: Duration) -> StoreResult<usize> {

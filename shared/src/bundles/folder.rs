@@ -12,8 +12,17 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
-use super::{check_key, check_prefix, lifetime, BundleStore, LinkSigner, Upload};
+use sha2::{Digest, Sha256};
+
+use super::{
+    bare_etag, check_key, check_prefix, lifetime, part_count, part_len, BundleStore, LinkSigner, PartedUpload,
+    SentPart, Upload,
+};
 use crate::store::{Blobs, StoreError, StoreResult};
+
+/// The part size of a parted upload to the folder: every part goes through the local upload
+/// route, a Lambda function, whose event stops at 6 MB, even base64-encoded (4 MiB * 4/3 = 5.6 MB).
+pub const LOCAL_PART_SIZE: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct FolderBundles {
@@ -50,6 +59,43 @@ impl FolderBundles {
         let meta = file.metadata().await.map_err(|e| io_error("reading", &path, e))?;
         Ok(meta.is_file().then_some((file, meta.len(), path)))
     }
+}
+
+/// An upload id as this adapter makes them (32 hex digits): it goes into file names.
+fn check_upload_id(upload_id: &str) -> StoreResult<()> {
+    if upload_id.len() == 32 && upload_id.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("'{upload_id}' is not an upload id")))
+    }
+}
+
+/// The hidden files of a parted upload sit next to the object: `.<name>.<upload id>.<n>.part`
+/// (dot-led, so never a key; swept with the folder like any temp file).
+fn part_file_prefix(dest: &Path, upload_id: &str) -> StoreResult<(PathBuf, String)> {
+    match (dest.parent(), dest.file_name()) {
+        (Some(dir), Some(name)) => Ok((dir.to_path_buf(), format!(".{}.{upload_id}.", name.to_string_lossy()))),
+        _ => Err(StoreError::Internal(format!("bundle path {} names no file", dest.display()))),
+    }
+}
+
+async fn has_files_starting(dir: &Path, prefix: &str) -> StoreResult<bool> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) => return Err(io_error("listing", dir, e)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(|e| io_error("listing", dir, e))? {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A part's ETag: the first 128 bits of its SHA-256, quoted as S3 quotes its ETags.
+fn etag_of(digest: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&digest[..16]))
 }
 
 /// No file there: nothing under that name, or a path through an object rather than a folder.
@@ -157,6 +203,106 @@ impl BundleStore for FolderBundles {
         check_key(key)?;
         lifetime(expires_at)?;
         Ok(self.signer.url("PUT", key, expires_at, public_base))
+    }
+
+    async fn parted_upload(
+        &self,
+        key: &str,
+        size: u64,
+        expires_at: i64,
+        public_base: &str,
+    ) -> StoreResult<PartedUpload> {
+        check_key(key)?;
+        lifetime(expires_at)?;
+        if size == 0 {
+            return Err(StoreError::Invalid("a parted upload needs at least one byte".into()));
+        }
+        let upload_id = hex::encode(rand::random::<[u8; 16]>());
+        let id = || ("uploadId", upload_id.clone());
+        let part_urls = (1..=part_count(size, LOCAL_PART_SIZE))
+            .map(|n| {
+                let len = part_len(size, LOCAL_PART_SIZE, n);
+                let query = [id(), ("partNumber", n.to_string()), ("size", len.to_string())];
+                self.signer.url_with("PUT", key, &query, expires_at, public_base)
+            })
+            .collect();
+        Ok(PartedUpload { upload_id, part_size: LOCAL_PART_SIZE, part_urls })
+    }
+
+    /// Written to a temp file and renamed: a part sent again replaces the old one whole.
+    async fn upload_part(&self, key: &str, upload_id: &str, part_number: u32, bytes: &[u8]) -> StoreResult<String> {
+        check_upload_id(upload_id)?;
+        let (dir, prefix) = part_file_prefix(&self.path_of(key)?, upload_id)?;
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| io_error("creating", &dir, e))?;
+        let path = dir.join(format!("{prefix}{part_number}.part"));
+        let temp = dir.join(format!("{prefix}{part_number}.{:016x}.tmp", rand::random::<u64>()));
+        let written = async {
+            let mut file = tokio::fs::File::create_new(&temp).await?;
+            file.write_all(bytes).await?;
+            file.sync_data().await?;
+            tokio::fs::rename(&temp, &path).await
+        };
+        if let Err(e) = written.await {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(io_error("writing", &path, e));
+        }
+        Ok(etag_of(&Sha256::digest(bytes)))
+    }
+
+    /// The parts are copied in order into one temp file (a chunk at a time, each checked
+    /// against its ETag as it goes), which is renamed into place; then the parts go.
+    async fn complete_parts(&self, key: &str, upload_id: &str, parts: &[SentPart]) -> StoreResult<()> {
+        check_upload_id(upload_id)?;
+        let dest = self.path_of(key)?;
+        let (dir, prefix) = part_file_prefix(&dest, upload_id)?;
+        if parts.is_empty() {
+            return Err(StoreError::Invalid("a completion must list at least one part".into()));
+        }
+        if !has_files_starting(&dir, &prefix).await? {
+            return Err(StoreError::NotFound(format!(
+                "upload {upload_id} has no parts (never started, completed or expired)"
+            )));
+        }
+        let mut upload = self.create_upload(key).await?;
+        let copied = async {
+            let mut chunk = vec![0u8; 256 * 1024];
+            for part in parts {
+                let path = dir.join(format!("{prefix}{}.part", part.number));
+                let mut file = match tokio::fs::File::open(&path).await {
+                    Ok(file) => file,
+                    Err(e) if is_absent(&e) => {
+                        return Err(StoreError::Invalid(format!("part {} was never uploaded", part.number)))
+                    }
+                    Err(e) => return Err(io_error("opening", &path, e)),
+                };
+                let mut hasher = Sha256::new();
+                loop {
+                    let n = file.read(&mut chunk).await.map_err(|e| io_error("reading", &path, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&chunk[..n]);
+                    upload.write(&chunk[..n]).await?;
+                }
+                if bare_etag(&etag_of(&hasher.finalize())) != bare_etag(&part.etag) {
+                    return Err(StoreError::Invalid(format!("part {}'s ETag is not {}", part.number, part.etag)));
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = copied.await {
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        upload.finish().await?;
+        // Every part of this upload goes, listed or not (as S3 discards unlisted parts).
+        let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| io_error("listing", &dir, e))?;
+        while let Some(entry) = entries.next_entry().await.map_err(|e| io_error("listing", &dir, e))? {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+        Ok(())
     }
 
     async fn sweep(&self, prefix: &str, max_age: Duration) -> StoreResult<usize> {

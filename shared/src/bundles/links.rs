@@ -4,6 +4,11 @@
 //! A link is `{public_base}/jarvispy/_local/{key}?expires={unix}&signature={hex}` where
 //! the signature is HMAC-SHA256 over `"<METHOD>\n<key>\n<expires>"`. Keys are limited to
 //! `[A-Za-z0-9_.@+/-]` (see [`super::check_key`]), so they go into the path as they are.
+//!
+//! Links of a parted upload carry more in their query (`uploadId`, `partNumber`, `size`, as
+//! S3's presigned part URLs carry the first two and sign the length): each such pair is signed
+//! too, as `"\n<name>=<value>"` after the expiry, so a part link cannot be turned into another
+//! part's, another upload's or another length's.
 
 use std::fmt;
 
@@ -62,29 +67,63 @@ impl LinkSigner {
         Self::new(rand::random::<[u8; 32]>())
     }
 
-    fn mac(&self, method: &str, key: &str, expires_at: i64) -> HmacSha256 {
+    fn mac(&self, method: &str, key: &str, extra: &[(&str, String)], expires_at: i64) -> HmacSha256 {
         let mut mac = <HmacSha256 as hmac::digest::KeyInit>::new(&self.key);
         mac.update(format!("{}\n{key}\n{expires_at}", method.to_ascii_uppercase()).as_bytes());
+        for (name, value) in extra {
+            mac.update(format!("\n{name}={value}").as_bytes());
+        }
         mac
     }
 
     /// The hex signature of `method` on `key` until `expires_at` (unix seconds).
     pub fn sign(&self, method: &str, key: &str, expires_at: i64) -> String {
-        hex::encode(self.mac(method, key, expires_at).finalize().into_bytes())
+        self.sign_with(method, key, &[], expires_at)
+    }
+
+    /// Same, also over the query pairs `extra` (names and values in the URL's characters).
+    pub fn sign_with(&self, method: &str, key: &str, extra: &[(&str, String)], expires_at: i64) -> String {
+        hex::encode(self.mac(method, key, extra, expires_at).finalize().into_bytes())
     }
 
     /// The full link (see the module doc); `public_base` may end with a slash or not.
     pub fn url(&self, method: &str, key: &str, expires_at: i64, public_base: &str) -> String {
+        self.url_with(method, key, &[], expires_at, public_base)
+    }
+
+    /// A link whose query also carries (and whose signature covers) `extra`.
+    pub fn url_with(
+        &self,
+        method: &str,
+        key: &str,
+        extra: &[(&str, String)],
+        expires_at: i64,
+        public_base: &str,
+    ) -> String {
         let base = public_base.trim_end_matches('/');
-        let signature = self.sign(method, key, expires_at);
-        format!("{base}{LOCAL_BUNDLE_PATH}{key}?expires={expires_at}&signature={signature}")
+        let signature = self.sign_with(method, key, extra, expires_at);
+        let query: String = extra.iter().map(|(name, value)| format!("{name}={value}&")).collect();
+        format!("{base}{LOCAL_BUNDLE_PATH}{key}?{query}expires={expires_at}&signature={signature}")
     }
 
     /// Checks a link's parts at time `now` (unix seconds). The signature is compared in constant
     /// time; a forged link is `BadSignature` whatever its expiry, so expiry leaks nothing.
     pub fn verify(&self, method: &str, key: &str, expires_at: i64, signature: &str, now: i64) -> Result<(), LinkError> {
+        self.verify_with(method, key, &[], expires_at, signature, now)
+    }
+
+    /// [`verify`](Self::verify) of a link made by [`url_with`](Self::url_with) with `extra`.
+    pub fn verify_with(
+        &self,
+        method: &str,
+        key: &str,
+        extra: &[(&str, String)],
+        expires_at: i64,
+        signature: &str,
+        now: i64,
+    ) -> Result<(), LinkError> {
         let given = hex::decode(signature).map_err(|_| LinkError::BadSignature)?;
-        self.mac(method, key, expires_at).verify_slice(&given).map_err(|_| LinkError::BadSignature)?;
+        self.mac(method, key, extra, expires_at).verify_slice(&given).map_err(|_| LinkError::BadSignature)?;
         if now >= expires_at {
             return Err(LinkError::Expired);
         }
@@ -117,6 +156,22 @@ mod tests {
             LinkSigner::new("other").verify("GET", "exports/a.json", 100, &sig, 0),
             Err(LinkError::BadSignature)
         );
+    }
+
+    #[test]
+    fn part_links_sign_their_query_too() {
+        let signer = LinkSigner::new("s3cret");
+        let part = |n: &str, size: &str| {
+            vec![("uploadId", "u1".to_owned()), ("partNumber", n.to_owned()), ("size", size.to_owned())]
+        };
+        let sig = signer.sign_with("PUT", "k", &part("1", "5"), 100);
+        assert_eq!(signer.verify_with("PUT", "k", &part("1", "5"), 100, &sig, 0), Ok(()));
+        assert_eq!(signer.verify_with("PUT", "k", &part("2", "5"), 100, &sig, 0), Err(LinkError::BadSignature));
+        assert_eq!(signer.verify_with("PUT", "k", &part("1", "6"), 100, &sig, 0), Err(LinkError::BadSignature));
+        // Nor is it a link to PUT the whole object.
+        assert_eq!(signer.verify("PUT", "k", 100, &sig, 0), Err(LinkError::BadSignature));
+        let url = signer.url_with("PUT", "k", &part("1", "5"), 100, "http://h");
+        assert!(url.starts_with("http://h/jarvispy/_local/k?uploadId=u1&partNumber=1&size=5&expires=100&signature="));
     }
 
     #[test]

@@ -46,6 +46,28 @@ pub trait BundleStore: Blobs + Send + Sync {
     /// Same for a plain HTTP PUT of the object's bytes (presigned PUT / signed local upload link).
     async fn upload_url(&self, key: &str, expires_at: i64, public_base: &str) -> StoreResult<String>;
 
+    /// Starts an upload of `size` bytes that a client sends in parts, so no single request (or
+    /// Lambda event) carries the whole object: one URL per part, each signed for its part's exact
+    /// length. S3: a multipart upload (CreateMultipartUpload now, presigned UploadPart URLs).
+    /// Folder: signed part links to the local upload route. See [`PartedUpload`].
+    async fn parted_upload(
+        &self,
+        key: &str,
+        size: u64,
+        expires_at: i64,
+        public_base: &str,
+    ) -> StoreResult<PartedUpload>;
+
+    /// Stores part `part_number` of a parted upload; answers its ETag. What a part URL does, as
+    /// a store call (the local upload route serves part links with it).
+    async fn upload_part(&self, key: &str, upload_id: &str, part_number: u32, bytes: &[u8]) -> StoreResult<String>;
+
+    /// Makes the object of `parts` (ascending numbers, each with the ETag its upload answered)
+    /// visible under `key`, whole or not at all (S3: CompleteMultipartUpload). An unknown
+    /// upload, part or ETag is `Invalid`; parts not listed are discarded, as S3 does. The parts
+    /// are kept when it fails, so it can be tried again.
+    async fn complete_parts(&self, key: &str, upload_id: &str, parts: &[SentPart]) -> StoreResult<()>;
+
     /// Deletes objects under `prefix` older than `max_age`; returns how many. Folder: a real
     /// sweep. S3: `Ok(0)`, as a bucket lifecycle rule expires them.
     async fn sweep(&self, prefix: &str, max_age: Duration) -> StoreResult<usize>;
@@ -80,6 +102,42 @@ pub trait Upload: Send {
 }
 
 pub type DynBundles = Arc<dyn BundleStore>;
+
+/// Where a client sends an object in parts: PUT bytes `(n - 1) * part_size ..` (the last part
+/// shorter) to `part_urls[n - 1]` with exactly that length and keep each answer's `ETag`
+/// header; [`BundleStore::complete_parts`] then joins them. S3's multipart upload through
+/// presigned part URLs; the folder answers its signed part links the same way, so one client
+/// serves both stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartedUpload {
+    pub upload_id: String,
+    pub part_size: u64,
+    pub part_urls: Vec<String>,
+}
+
+/// Parts of an object of `size` bytes: how many, and the length of part `n` (1-based).
+pub fn part_count(size: u64, part_size: u64) -> u64 {
+    size.div_ceil(part_size.max(1))
+}
+
+pub fn part_len(size: u64, part_size: u64, n: u64) -> u64 {
+    let start = (n.saturating_sub(1)).saturating_mul(part_size);
+    size.saturating_sub(start).min(part_size)
+}
+
+/// One part as a completion lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentPart {
+    pub number: u32,
+    pub etag: String,
+}
+
+/// An ETag as compared: S3 answers it quoted, clients may send it quoted, escaped or bare.
+pub fn bare_etag(etag: &str) -> &str {
+    let etag = etag.trim();
+    let etag = etag.strip_prefix("&quot;").and_then(|e| e.strip_suffix("&quot;")).unwrap_or(etag);
+    etag.trim_matches('"')
+}
 
 /// An object's bytes as they come off disk or the network.
 pub type ByteStream = futures::stream::BoxStream<'static, StoreResult<bytes::Bytes>>;
@@ -150,6 +208,15 @@ mod tests {
         assert!(check_prefix("exports/").is_ok());
         assert!(check_prefix("exports/ac").is_ok());
         assert!(check_prefix("../").is_err());
+    }
+
+    #[test]
+    fn parts_cover_the_object_exactly() {
+        assert_eq!(part_count(10, 4), 3);
+        assert_eq!((1..=3).map(|n| part_len(10, 4, n)).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(part_count(8, 4), 2);
+        assert_eq!(part_len(8, 4, 2), 4);
+        assert_eq!(part_count(1, 4), 1);
     }
 
     #[test]

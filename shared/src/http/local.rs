@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::access_log::Entry;
 use super::{check_method, json_response, request, start, status_code};
-use crate::api::bundles::{receive_upload, verify_link, MAX_BUNDLE_BYTES};
+use crate::api::bundles::{receive_upload, upload_limit, verify_link};
 use crate::app::{App, Links, Needs};
 use crate::error::ApiError;
 use crate::routes::{route, Endpoint};
@@ -36,7 +36,8 @@ pub async fn run_download(needs: Needs, links: Links) -> Result<(), lambda_http:
     lambda_http::run_with_streaming_response(lambda_http::service_fn(move |req| stream_download(app, req))).await
 }
 
-/// `PUT` of a signed local upload link. The bundle limit is checked before the body is taken.
+/// `PUT` of a signed local upload link: a whole bundle, or one part of a parted upload. The
+/// body's limit is checked before the body is taken.
 pub(super) async fn upload(app: &App, req: Request) -> Response<Body> {
     let route = route(Endpoint::UploadBundle);
     let (parts, body) = req.into_parts();
@@ -44,20 +45,36 @@ pub(super) async fn upload(app: &App, req: Request) -> Response<Body> {
     let result = async {
         check_method(route, &parts)?;
         let params = request::params(route, &parts)?;
-        let too_large = format!("Bundle is larger than {} MiB", MAX_BUNDLE_BYTES / (1024 * 1024));
-        let body = request::read_body(&parts, body, MAX_BUNDLE_BYTES, &too_large)?;
+        let names_upload_id = parts.uri.query().is_some_and(|q| q.split('&').any(|p| p.starts_with("uploadId=")));
+        let limit = upload_limit(names_upload_id);
+        let too_large = if names_upload_id {
+            format!("A part is at most {} MiB", limit / (1024 * 1024))
+        } else {
+            format!(
+                "Bundle is larger than {} MiB: upload it in parts (POST /workspaces/bundles with its size)",
+                limit / (1024 * 1024)
+            )
+        };
+        let body = request::read_body(&parts, body, limit, &too_large)?;
         receive_upload(app, &request::call(&parts, params, body)).await
     }
     .await;
-    let (status, envelope) = match result {
-        Ok(reply) => (reply.status, reply.into_envelope()),
+    let (status, envelope, etag) = match result {
+        Ok(mut reply) => {
+            let etag = reply.etag.take();
+            (reply.status, reply.into_envelope(), etag)
+        }
         Err(e) => {
             entry.error = Some(e.message.clone());
-            (e.status, e.envelope())
+            (e.status, e.envelope(), None)
         }
     };
     entry.emit(status);
-    json_response(status, &envelope)
+    let mut resp = json_response(status, &envelope);
+    if let Some(value) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        resp.headers_mut().insert(header::ETAG, value);
+    }
+    resp
 }
 
 /// The download gathered into one body, for callers that want one (tests, `serve`).
@@ -81,7 +98,7 @@ pub async fn stream_download(app: &App, req: Request) -> Result<Response<Streami
     let opened = async {
         check_method(route, &parts)?;
         let call = request::call(&parts, request::params(route, &parts)?, Vec::new());
-        let key = verify_link(app, Endpoint::DownloadBundle, &call)?;
+        let key = verify_link(app, "GET", &[], &call)?;
         app.bundles.open_stream(&key).await?.ok_or_else(|| ApiError::not_found("Bundle not found (or expired)"))
     }
     .await;

@@ -21,6 +21,14 @@ pub enum StoreError {
     /// An object is larger than the caller can take (mapped to 413).
     #[error("too large: {0}")]
     TooLarge(String),
+    /// What the caller names is not there: a parted upload never started, already completed,
+    /// or expired (mapped to 404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The caller's request names something the store cannot take: a part upload's unknown
+    /// part or ETag (mapped to 400).
+    #[error("invalid: {0}")]
+    Invalid(String),
     /// Anything else (mapped to 500, logged, never shown).
     #[error("store failure: {0}")]
     Internal(String),

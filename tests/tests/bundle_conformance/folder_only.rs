@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use shared::bundles::{now_unix, BundleStore, LinkError};
+use shared::bundles::{now_unix, BundleStore, LinkError, SentPart};
+use shared::store::StoreError;
 
 use super::support::{head, put, soon, stream};
 use super::{fresh_folder, parse_local_link, Fixture, BASE};
@@ -126,4 +127,17 @@ async fn sweep_deletes_old_objects_under_the_prefix_only() {
     assert_eq!(store.sweep("", Duration::from_secs(3600)).await.expect("sweep all"), 2);
     assert_eq!(store.sweep("nothing/here/", Duration::ZERO).await.expect("sweep of an absent folder"), 0);
     assert_eq!(files(&root), vec!["exports/acme/new.json"]);
+}
+
+/// Folder only: moto answers a completion of an unknown upload id with a 500 of its own (real
+/// S3 answers NoSuchUpload, which the adapter maps to `NotFound` too).
+#[tokio::test]
+async fn an_unknown_upload_is_not_found() {
+    let Some(f) = fresh_folder("unknown_upload").await else { return };
+    let key = "bundles/t1/never.json";
+    let parts = [SentPart { number: 1, etag: "\"0123456789abcdef0123456789abcdef\"".into() }];
+    // An id of the folder's shape (S3 takes any), never started.
+    let refused = f.store.complete_parts(key, "0123456789abcdef0123456789abcdef", &parts).await;
+    assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
+    assert_eq!(head(f.store.as_ref(), key).await, None);
 }
