@@ -211,6 +211,39 @@ pub fn put_link(agent: &Agent, url: &str, len: u64, body: &mut dyn Read) -> Resu
     }
 }
 
+/// PUTs one part of a parted upload (no token: the link is its authority) and answers the
+/// `ETag` header its completion must name. A dropped connection or a 5xx is tried again, up to
+/// three times: the part is in memory, so sending it again is cheap and exact.
+pub fn put_part(agent: &Agent, url: &str, bytes: &[u8]) -> Result<String> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let sent = agent
+            .put(url)
+            .header("content-length", bytes.len().to_string())
+            .header("content-type", "application/octet-stream")
+            .send(bytes);
+        match sent {
+            Ok(resp) if resp.status().is_success() => {
+                let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                return etag.ok_or_else(|| Failure::server(format!("{} answered a part without an ETag", shown(url))));
+            }
+            Ok(resp) if resp.status().is_server_error() && attempt < 3 => {}
+            Ok(resp) => {
+                let answer = Answer::read(resp)?;
+                return Err(Failure::http(
+                    answer.status,
+                    format!("part upload to {}: {}", shown(url), answer.message()),
+                ));
+            }
+            Err(_) if attempt < 3 => {}
+            Err(e) => return Err(transport(url, e)),
+        }
+        // 0.5 s, then 1 s; the progress bar simply waits.
+        std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+    }
+}
+
 /// A path segment: ids are letters, digits and `_ - . @ +`; anything else is escaped.
 pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -41,6 +41,27 @@ struct Cli {
     command: Command,
 }
 
+/// What an export takes, for `export` and `copy` alike.
+#[derive(clap::Args, Debug)]
+struct ExportFlags {
+    /// The workspace's scope (user or organization; the API's default is user).
+    #[arg(long)]
+    scope: Option<String>,
+    /// Include secret values (otherwise they are redacted).
+    #[arg(long)]
+    include_secrets: bool,
+    /// Run it as a job from the start (otherwise only when the workspace is too large for one
+    /// request; for `copy`, the import there too).
+    #[arg(long = "async")]
+    run_async: bool,
+}
+
+impl From<ExportFlags> for ExportOpts {
+    fn from(f: ExportFlags) -> Self {
+        ExportOpts { scope: f.scope, include_secrets: f.include_secrets, run_async: f.run_async }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print a dev HS256 token for ORG/USER (the secret the API verifies with: --secret or WORKSPACES_JWT_SECRET).
@@ -75,13 +96,8 @@ enum Command {
         /// The bundle file to write.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
-        #[arg(long)]
-        scope: Option<String>,
-        #[arg(long)]
-        include_secrets: bool,
-        /// Export as a job from the start (otherwise only when the workspace is too large for one request).
-        #[arg(long = "async")]
-        run_async: bool,
+        #[command(flatten)]
+        export: ExportFlags,
     },
     /// Import a bundle file into a workspace (inline when small, else uploaded and imported by a job).
     Import {
@@ -112,13 +128,9 @@ enum Command {
         /// The workspace id there (default: the same id).
         #[arg(long, value_name = "WORKSPACE_ID")]
         into: Option<String>,
-        #[arg(long)]
-        scope: Option<String>,
-        #[arg(long)]
-        include_secrets: bool,
-        /// Export as a job from the start.
-        #[arg(long = "async")]
-        run_async: bool,
+        #[command(flatten)]
+        export: ExportFlags,
+        /// Bundles larger than this many bytes are uploaded there first (in parts).
         #[arg(long, default_value_t = DEFAULT_INLINE_MAX, value_name = "BYTES")]
         inline_max: u64,
     },
@@ -202,9 +214,9 @@ fn run(cli: Cli) -> Result<()> {
             let data = answer.data().clone();
             out.print(&data, || serde_json::to_string_pretty(&data).unwrap_or_default());
         }
-        Command::Export { workspace_id, output, scope, include_secrets, run_async } => {
+        Command::Export { workspace_id, output, export } => {
             let api = connect()?;
-            let opts = ExportOpts { scope, include_secrets, run_async };
+            let opts = ExportOpts::from(export);
             let export = transfer::start_export(&api, &ui, &workspace_id, &opts)?;
             let saved = transfer::save(&api, &ui, &export.bundle, &output)?;
             let staged = matches!(export.bundle, Exported::Staged { .. });
@@ -230,10 +242,11 @@ fn run(cli: Cli) -> Result<()> {
                 "workspace_id": into, "file": file, "bytes": imported.bytes, "via": imported.via,
                 "bundle_id": imported.bundle_id, "job_id": imported.job_id, "result": imported.result,
                 "message": imported.message, "seconds": imported.seconds, "upload_seconds": imported.upload_seconds,
+                "parts": imported.parts,
             });
             out.print(&result, || format!("{} into {into}: {}", file.display(), imported.message));
         }
-        Command::Copy { workspace_id, to_url, to_token, into, scope, include_secrets, run_async, inline_max } => {
+        Command::Copy { workspace_id, to_url, to_token, into, export, inline_max } => {
             let from = config::resolve(cli.url.clone(), cli.token.clone())?;
             let api = Api::new(&from);
             // The destination: its own URL, and its own token or else the source's (same secret).
@@ -243,12 +256,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             let dst = Api::new(&to);
             let into = into.unwrap_or_else(|| workspace_id.clone());
-            let export = transfer::start_export(
-                &api,
-                &ui,
-                &workspace_id,
-                &ExportOpts { scope: scope.clone(), include_secrets, run_async },
-            )?;
+            let opts = ExportOpts::from(export);
+            let (scope, run_async) = (opts.scope.clone(), opts.run_async);
+            let export = transfer::start_export(&api, &ui, &workspace_id, &opts)?;
             let source = match export.bundle {
                 Exported::Inline { data } => {
                     Source::Bytes(serde_json::to_vec(&data).map_err(|e| Failure::local(e.to_string()))?)
@@ -262,6 +272,7 @@ fn run(cli: Cli) -> Result<()> {
                 "via": imported.via, "export_job_id": export.job_id, "import_job_id": imported.job_id,
                 "result": imported.result, "message": imported.message, "seconds": imported.seconds,
                 "upload_seconds": imported.upload_seconds,
+                "parts": imported.parts,
             });
             out.print(&result, || {
                 format!(

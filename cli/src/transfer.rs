@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::{open_link, put_link, segment, Api, Ui};
+use crate::api::{open_link, put_link, put_part, segment, Api, Ui};
 use crate::error::{Failure, Result};
 
 /// Bundles up to this size go inline in the import request (Lambda takes 6 MB bodies, the
@@ -244,6 +244,8 @@ pub struct Imported {
     pub seconds: f64,
     /// Of the upload alone (the bytes' transfer), when there was one.
     pub upload_seconds: Option<f64>,
+    /// How many parts the upload went in (1 for a single PUT), when there was one.
+    pub parts: Option<usize>,
 }
 
 fn open_file(path: &Path) -> Result<(u64, File)> {
@@ -288,40 +290,37 @@ pub fn import(api: &Api, ui: &Ui, source: Source<'_>, into: &str, opts: &ImportO
                 message,
                 seconds,
                 upload_seconds: None,
+                parts: None,
             });
         }
     }
-    // Upload, then a job.
-    let upload = api.post("/workspaces/bundles", &json!({}))?.ok()?;
-    let bundle_id = upload.data()["bundle_id"].as_str().map(str::to_owned);
-    let (Some(bundle_id), Some(url)) = (bundle_id, upload.data()["upload_url"].as_str()) else {
-        return Err(Failure::server("POST /workspaces/bundles answered no bundle_id / upload_url"));
-    };
+    // Upload (in parts), then a job.
     let upload_started = Instant::now();
-    match source {
+    let (bundle_id, parts) = match source {
         Source::File(path) => {
             let (len, file) = open_file(path)?;
             let mut body = Tap::new(BufReader::with_capacity(256 * 1024, file), ui.bytes_bar("upload", Some(len)));
-            let sent = put_link(&api.agent, url, len, &mut body);
+            let sent = upload(api, len, &mut body);
             body.bar.finish();
-            sent?;
+            sent?
         }
         Source::Bytes(bytes) => {
             let mut body = Tap::new(&bytes[..], ui.bytes_bar("upload", Some(size)));
-            let sent = put_link(&api.agent, url, size, &mut body);
+            let sent = upload(api, size, &mut body);
             body.bar.finish();
-            sent?;
+            sent?
         }
         Source::Link { url: from, size, sha256, agent } => {
             let (_, download) = open_link(agent, &from)?;
             let mut body = Tap::new(download, ui.bytes_bar("copy", Some(size)));
-            let sent = put_link(&api.agent, url, size, &mut body);
+            let sent = upload(api, size, &mut body);
             body.bar.finish();
-            sent?;
+            let staged = sent?;
             // Checked before the import: a bundle that did not arrive whole is never imported.
             check_whole(body.count, &body.digest(), size, &sha256)?;
+            staged
         }
-    }
+    };
     let upload_seconds = Some(upload_started.elapsed().as_secs_f64());
     let mut request = import_fields(into, opts);
     request.insert("export_data".into(), json!({"bundle_id": bundle_id}));
@@ -336,7 +335,48 @@ pub fn import(api: &Api, ui: &Ui, source: Source<'_>, into: &str, opts: &ImportO
     };
     let seconds = started.elapsed().as_secs_f64();
     let bundle_id = Some(bundle_id);
-    Ok(Imported { bytes: size, via: "upload", job_id, bundle_id, result, message, seconds, upload_seconds })
+    let parts = Some(parts);
+    Ok(Imported { bytes: size, via: "upload", job_id, bundle_id, result, message, seconds, upload_seconds, parts })
+}
+
+/// Stages `len` bytes read from `body` and answers the bundle id: in parts (`POST
+/// /workspaces/bundles {"size"}`, a PUT per part link, then the completion), holding one part in
+/// memory at a time, so no request carries the whole bundle. A server that answers one link for
+/// the whole bundle gets one PUT, streamed. Answers the bundle id and how many parts went.
+fn upload(api: &Api, len: u64, body: &mut dyn Read) -> Result<(String, usize)> {
+    let slot = api.post("/workspaces/bundles", &json!({"size": len}))?.ok()?;
+    let data = slot.data();
+    let bundle_id = data["bundle_id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::server("POST /workspaces/bundles answered no bundle_id"))?;
+    let Some(parts) = data["parts"].as_array() else {
+        let url = (data["upload_url"].as_str())
+            .ok_or_else(|| Failure::server("POST /workspaces/bundles answered no parts and no upload_url"))?;
+        put_link(&api.agent, url, len, body)?;
+        return Ok((bundle_id, 1));
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut sent = Vec::with_capacity(parts.len());
+    for part in parts {
+        let (Some(number), Some(part_len), Some(url)) =
+            (part["part_number"].as_u64(), part["size"].as_u64(), part["url"].as_str())
+        else {
+            return Err(Failure::server(format!("a part without part_number, size or url: {part}")));
+        };
+        let part_len = usize::try_from(part_len).map_err(|_| Failure::server("a part larger than memory"))?;
+        buf.resize(part_len, 0);
+        body.read_exact(&mut buf).map_err(|e| Failure::server(format!("reading part {number} of the bundle: {e}")))?;
+        let etag = put_part(&api.agent, url, &buf)?;
+        sent.push(json!({"part_number": number, "etag": etag}));
+    }
+    let complete = data["complete_path"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("/workspaces/bundles/{}/complete", segment(&bundle_id)));
+    let count = sent.len();
+    api.post(&complete, &json!({"upload_id": data["upload_id"], "parts": sent}))?.ok()?;
+    Ok((bundle_id, count))
 }
 
 /// The counts of an import's answer, in the words of its synchronous message.

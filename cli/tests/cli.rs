@@ -253,6 +253,9 @@ async fn staged_and_job_paths(backend: Backend) {
     let jobs = cli(&with(&["jobs"])).await.json();
     let ids: Vec<&str> = jobs.as_array().expect("a list").iter().filter_map(|j| j["job_id"].as_str()).collect();
     assert!(ids.contains(&export_job.as_str()) && ids.contains(&import_job.as_str()), "{jobs}");
+    let listed = |id: &str| jobs.as_array().into_iter().flatten().find(|j| j["job_id"] == id).cloned();
+    assert_eq!(listed(&export_job).map(|j| j["workspace_id"].clone()), Some(json!("ws_1")), "{jobs}");
+    assert_eq!(listed(&import_job).map(|j| j["workspace_id"].clone()), Some(json!("ws_up")), "{jobs}");
     let job = cli(&with(&["jobs", &import_job])).await.json();
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["kind"], "import");
@@ -290,6 +293,31 @@ async fn copy_between_servers(backend: Backend) {
     assert_eq!(rows(&a, "ws_back"), rows(&b, "ws_1"));
 }
 
+/// A bundle larger than a part (4 MiB on the folder, 8 MiB on S3) goes up in parts, one in
+/// memory at a time, and imports like any other. Padded with whitespace: the same JSON, few rows.
+async fn large_bundles_go_up_in_parts(backend: Backend) {
+    let Some(srv) = server(backend, "cli-parts", &[], 0).await else { return };
+    let url = srv.api_url(ORG, USER);
+    let tok = token().await;
+    let dir = tempfile_dir();
+    let names = ["padded", "plain", "back", "plain-back"];
+    let [file, plain, back, plain_back] = names.map(|n| dir.join(format!("{n}.json")));
+    let mut bytes = serde_json::to_vec(&facts_bundle("ws_1", 0..50, 100)).expect("json");
+    std::fs::write(&plain, &bytes).expect("writing");
+    bytes.resize(17 * 1024 * 1024, b' ');
+    std::fs::write(&file, &bytes).expect("writing");
+    let run = cli(&["--url", &url, "--token", &tok, "--json", "import", s(&file), "--into", "ws_p"]).await.json();
+    assert_eq!(run["via"], "upload", "{run}");
+    assert!(run["parts"].as_u64().is_some_and(|n| n >= 3), "17 MiB in parts of at most 8 MiB: {run}");
+    assert_eq!(run["bytes"], bytes.len());
+    // The same rows as the bundle sent whole (inline).
+    let whole = cli(&["--url", &url, "--token", &tok, "--json", "import", s(&plain), "--into", "ws_q"]).await.json();
+    assert_eq!(whole["via"], "inline", "{whole}");
+    cli(&["--url", &url, "--token", &tok, "export", "ws_p", "-o", s(&back)]).await.ok();
+    cli(&["--url", &url, "--token", &tok, "export", "ws_q", "-o", s(&plain_back)]).await.ok();
+    assert_eq!(rows(&back, "ws_p"), rows(&plain_back, "ws_q"));
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -303,7 +331,13 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(token_list_show_and_exit_codes, inline_round_trip, staged_and_job_paths, copy_between_servers);
+on_both_backends!(
+    token_list_show_and_exit_codes,
+    inline_round_trip,
+    staged_and_job_paths,
+    copy_between_servers,
+    large_bundles_go_up_in_parts,
+);
 
 /// A terminal (a pty, by `script`) gets a progress bar on stderr; a pipe gets none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,7 +171,8 @@ async fn view(app: &App, principal: &Principal, call: &Call, job: &JobRecord) ->
         "job_id": job.id,
         "kind": job.kind,
         "state": job.state,
-        "workspace_id": job.request.get("workspace_id"),
+        // As recorded: an import's request names it, an export's names it in its spec.
+        "workspace_id": job.request.get("workspace_id").or_else(|| job.request.get("spec")?.get("workspace_id")),
         "progress": job.progress,
         "result": result,
         "error": job.error,
