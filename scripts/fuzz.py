@@ -181,6 +181,7 @@ def main():
         stats_all[name] = counts["operations"]
         sent = sum(sum(c.values()) for c in counts["operations"].values())
         retried[name] = counts.get("router_500_retried", 0)
+        dropped = counts.get("dropped_connections_retried", 0)
         relabelled[name] = counts.get("relabelled_non_utf8_bodies", 0)
         failed = [op for op, bad in results if bad]
         for op, bad in results:
@@ -188,7 +189,8 @@ def main():
         if not results and rc != "timeout":
             tests.append((name, "schemathesis run (no report)", False))
         print(f"fuzz: {name}: {sent} requests in {took:.0f}s, {len(results) - len(failed)} of {len(results)} "
-              f"operations passed (schemathesis exit {rc}; {retried[name]} router 500s retried, "
+              f"operations passed (schemathesis exit {rc}; {retried[name]} router 500s and {dropped} dropped "
+              f"connections retried, "
               f"{relabelled[name]} non-UTF-8 bodies sent as octet-stream)")
         if rc != 0 or failed or not results:
             text = log.read_text(errors="replace")
