@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS ws_heads (
 ) WITHOUT ROWID;
 ";
 
+/// The page size of a new file: rows up to about 4 KB stay in their b-tree page (see `open`).
+pub const PAGE_SIZE: u32 = 16 * 1024;
+
 /// A connection to `path` as every connection of this adapter is set up: a busy timeout (other
 /// processes share the file) and the same pragmas.
 pub(super) fn connect(path: &Path) -> StoreResult<Connection> {

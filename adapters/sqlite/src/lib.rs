@@ -59,6 +59,11 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| internal(format!("creating {}: {e}", dir.display())))?;
         }
         let mut conn = layout::connect(path)?;
+        // Rows live in WITHOUT ROWID tables, whose b-tree keeps at most about a quarter of a
+        // page of a row in place and spills the rest to an overflow page of its own: with 4 KiB
+        // pages a 1 KB row took 4.7 KB on disk, with 16 KiB pages 1.2 KB. It takes effect only on
+        // a new file (before WAL and the first table); files made before keep their pages.
+        conn.pragma_update(None, "page_size", layout::PAGE_SIZE).map_err(from_sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(from_sqlite)?;
         layout::ensure_layout(&mut conn, path)?;
         Ok(Self {
