@@ -313,6 +313,28 @@ def a_staged_export_imports_back_and_uploads_go_by_bundle_id():
 
 
 @check
+def a_bundle_uploaded_in_parts_through_the_router_imports():
+    auth = {"Authorization": f"Bearer {token}"}
+    with open(SAMPLE, "rb") as f:
+        body = f.read()
+    body += b" " * (4 * 1024 * 1024 + 1000 - len(body))  # the same JSON, two local parts
+    slot = requests.post(f"{base_url}/workspaces/bundles", headers=auth, json={"size": len(body)})
+    slot = success_envelope(slot.json(), "parted upload slot")
+    assert len(slot["parts"]) == 2, slot["part_size"]
+    parts = []
+    for part in slot["parts"]:
+        start = (part["part_number"] - 1) * slot["part_size"]
+        put = requests.put(part["url"], data=body[start:start + part["size"]])
+        assert put.status_code == 200 and put.headers.get("ETag"), f"PUT part: {put.status_code} {put.text[:200]}"
+        parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+    done = requests.post(f"{base_url}{slot['complete_path']}", headers=auth,
+                         json={"upload_id": slot["upload_id"], "parts": parts})
+    success_envelope(done.json(), "completion")
+    result = import_workspace_tables(base_url, token, {"bundle_id": slot["bundle_id"]}, "ws_from_parts")
+    assert success_envelope(result, "import of the parted bundle")["summary"]["projects_imported"] == 2, result
+
+
+@check
 def projects_of_the_imported_workspace_are_listed():
     r = requests.get(f"{base_url}/projects/ws_67890/list", headers={"Authorization": f"Bearer {token}"},
                      params={"scopes": "user,organization"})
