@@ -134,8 +134,9 @@ pub async fn create_upload(app: &App, principal: &Principal, call: &Call) -> Res
     let input: UploadRequest = body::parse_or_default(&call.body)?;
     match input.size {
         Some(0) => return Err(ApiError::bad_request("size: a bundle has at least one byte")),
+        // A 400 like any other out-of-range field: the document declares the maximum.
         Some(size) if size > MAX_BUNDLE_BYTES => {
-            return Err(ApiError::too_large(format!(
+            return Err(ApiError::bad_request(format!(
                 "size: {size} bytes is more than the {} MiB a bundle may be",
                 mib(MAX_BUNDLE_BYTES)
             )))
@@ -314,15 +315,6 @@ pub async fn complete_upload(app: &App, principal: &Principal, call: &Call) -> R
         let number = (part.part_number.filter(|n| *n >= 1))
             .ok_or_else(|| ApiError::bad_request(format!("parts[{i}].part_number: required, a whole number from 1")))?;
         let etag = body::required_text(&format!("parts[{i}].etag"), part.etag, 256)?;
-        if bare_etag(&etag).is_empty() {
-            return Err(ApiError::bad_request(format!("parts[{i}].etag: required, the ETag the part's PUT answered")));
-        }
-        if let Some(last) = parts.last().filter(|last| last.number >= number) {
-            return Err(ApiError::bad_request(format!(
-                "parts[{i}].part_number: parts must ascend ({number} after {})",
-                last.number
-            )));
-        }
         parts.push(SentPart { number, etag });
     }
     let key = bundle_key(&tenant(principal), bundle_id);
@@ -334,6 +326,19 @@ pub async fn complete_upload(app: &App, principal: &Principal, call: &Call) -> R
     if !started {
         return Err(ApiError::not_found(format!(
             "No upload '{upload_id}' of bundle '{bundle_id}' (never started, already completed, or expired)"
+        )));
+    }
+    // What the document cannot say is checked once the upload is known to be the caller's.
+    if let Some(i) = parts.iter().position(|p| bare_etag(&p.etag).is_empty()) {
+        return Err(ApiError::bad_request(format!("parts[{i}].etag: the ETag the part's PUT answered, not quotes")));
+    }
+    // S3 wants them ascending, each once.
+    if let Some(i) = parts.windows(2).position(|w| w[0].number >= w[1].number) {
+        return Err(ApiError::bad_request(format!(
+            "parts[{}].part_number: parts must ascend, each once ({} after {})",
+            i + 1,
+            parts[i + 1].number,
+            parts[i].number
         )));
     }
     app.bundles.complete_parts(&key, &upload_id, &parts).await?;
