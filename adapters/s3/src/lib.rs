@@ -121,6 +121,10 @@ fn parted_part_size(size: u64) -> StoreResult<u64> {
     Ok(part_size)
 }
 
+fn no_such_upload(upload_id: &str) -> StoreError {
+    StoreError::NotFound(format!("no upload {upload_id} of this bundle (never started, completed or expired)"))
+}
+
 fn too_large(size: u64, max_bytes: u64) -> StoreError {
     StoreError::TooLarge(format!("the object is {size} bytes, more than the {max_bytes} allowed here"))
 }
@@ -277,9 +281,7 @@ impl BundleStore for S3Bundles {
                 out.e_tag().map(str::to_owned).ok_or_else(|| StoreError::Internal("S3 UploadPart: no ETag".into()))
             }
             Err(e) if e.as_service_error().is_some_and(|e| e.code() == Some("NoSuchUpload")) => {
-                Err(StoreError::NotFound(format!(
-                    "no upload {upload_id} of this bundle (never started, completed or expired)"
-                )))
+                Err(no_such_upload(upload_id))
             }
             Err(e) => Err(s3_error("UploadPart", e)),
         }
@@ -303,9 +305,7 @@ impl BundleStore for S3Bundles {
         let code = e.as_service_error().and_then(|e| e.code()).unwrap_or_default().to_owned();
         let said = e.as_service_error().and_then(|e| e.message()).unwrap_or_default().to_owned();
         match code.as_str() {
-            "NoSuchUpload" => Err(StoreError::NotFound(format!(
-                "no upload {upload_id} of this bundle (never started, completed or expired)"
-            ))),
+            "NoSuchUpload" => Err(no_such_upload(upload_id)),
             "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "MalformedXML" => {
                 Err(StoreError::Invalid(format!("S3 refused the completion ({code}): {said}")))
             }

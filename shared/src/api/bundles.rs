@@ -203,14 +203,38 @@ pub fn verify_link(app: &App, method: &str, extra: &[&str], call: &Call) -> Resu
     Ok(key)
 }
 
-/// The largest body a local upload request may have: one part (a request naming an
-/// `uploadId`) or a whole bundle.
-pub fn upload_limit(names_upload_id: bool) -> u64 {
-    if names_upload_id {
-        crate::bundles::folder::LOCAL_PART_SIZE
+/// Whether a local upload request is one part of a parted upload (its link names an
+/// `uploadId`) rather than a whole bundle.
+fn is_part(call: &Call) -> bool {
+    call.query("uploadId").is_some()
+}
+
+/// The largest body a local upload request may have (one part, or a whole bundle), and the
+/// message refusing a larger one. The edge reads the body only up to it.
+pub fn upload_limit(call: &Call) -> (u64, String) {
+    if is_part(call) {
+        let limit = crate::bundles::folder::LOCAL_PART_SIZE;
+        (limit, format!("A part is at most {} MiB", mib(limit)))
     } else {
-        MAX_WHOLE_UPLOAD_BYTES
+        let limit = MAX_WHOLE_UPLOAD_BYTES;
+        (
+            limit,
+            format!(
+                "Bundle is larger than {} MiB: upload it in parts (POST /workspaces/bundles with its size)",
+                mib(limit)
+            ),
+        )
     }
+}
+
+/// Writes `bytes` as the object `key`: whole, or (a failed write) not at all.
+async fn put_object(app: &App, key: &str, bytes: &[u8]) -> Result<u64, ApiError> {
+    let mut upload = app.bundles.create_upload(key).await?;
+    if let Err(e) = upload.write(bytes).await {
+        let _ = upload.abort().await;
+        return Err(e.into());
+    }
+    Ok(upload.finish().await?)
 }
 
 /// The local-only upload route behind the folder store's signed PUT links (in AWS: presigned
@@ -218,22 +242,15 @@ pub fn upload_limit(names_upload_id: bool) -> u64 {
 /// `http::stream_download`. The edge refuses a body over [`upload_limit`] before it gets here;
 /// checked again for callers that bypass it.
 pub async fn receive_upload(app: &App, call: &Call) -> Result<Reply, ApiError> {
-    if call.query("uploadId").is_some() {
+    if is_part(call) {
         return receive_part(app, call).await;
     }
     let key = verify_link(app, "PUT", &[], call)?;
-    if call.body.len() as u64 > MAX_WHOLE_UPLOAD_BYTES {
-        return Err(ApiError::too_large(format!(
-            "Bundle is larger than {} MiB: upload it in parts (POST /workspaces/bundles with its size)",
-            mib(MAX_WHOLE_UPLOAD_BYTES)
-        )));
+    let (limit, too_large) = upload_limit(call);
+    if call.body.len() as u64 > limit {
+        return Err(ApiError::too_large(too_large));
     }
-    let mut upload = app.bundles.create_upload(&key).await?;
-    if let Err(e) = upload.write(&call.body).await {
-        let _ = upload.abort().await;
-        return Err(e.into());
-    }
-    let size = upload.finish().await?;
+    let size = put_object(app, &key, &call.body).await?;
     Ok(Reply::ok(json!({"size": size}), "Bundle uploaded"))
 }
 
@@ -268,13 +285,7 @@ fn upload_record_key(key: &str) -> String {
 
 async fn record_upload(app: &App, key: &str, upload_id: &str) -> Result<(), ApiError> {
     let record = serde_json::to_vec(&json!({"upload_id": upload_id})).map_err(ApiError::internal)?;
-    let mut upload = app.bundles.create_upload(&upload_record_key(key)).await?;
-    if let Err(e) = upload.write(&record).await {
-        let _ = upload.abort().await;
-        return Err(e.into());
-    }
-    upload.finish().await?;
-    Ok(())
+    put_object(app, &upload_record_key(key), &record).await.map(|_| ())
 }
 
 /// The body of `POST /workspaces/bundles/{bundle_id}/complete`.

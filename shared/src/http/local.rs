@@ -44,19 +44,11 @@ pub(super) async fn upload(app: &App, req: Request) -> Response<Body> {
     let mut entry = Entry::new(route, &parts, Instant::now());
     let result = async {
         check_method(route, &parts)?;
-        let params = request::params(route, &parts)?;
-        let names_upload_id = parts.uri.query().is_some_and(|q| q.split('&').any(|p| p.starts_with("uploadId=")));
-        let limit = upload_limit(names_upload_id);
-        let too_large = if names_upload_id {
-            format!("A part is at most {} MiB", limit / (1024 * 1024))
-        } else {
-            format!(
-                "Bundle is larger than {} MiB: upload it in parts (POST /workspaces/bundles with its size)",
-                limit / (1024 * 1024)
-            )
-        };
-        let body = request::read_body(&parts, body, limit, &too_large)?;
-        receive_upload(app, &request::call(&parts, params, body)).await
+        // The query decides the limit (one part or a whole bundle), so the call comes first.
+        let mut call = request::call(&parts, request::params(route, &parts)?, Vec::new());
+        let (limit, too_large) = upload_limit(&call);
+        call.body = request::read_body(&parts, body, limit, &too_large)?;
+        receive_upload(app, &call).await
     }
     .await;
     let (status, envelope, etag) = match result {
